@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Builds the pinned control-plane binaries (etcd, kube-apiserver, kube-controller-manager,
+# kube-scheduler, kubectl, kwok) and helm from the Go module proxy into a cache outside the
+# repository, and prints the bin directory. A second run finds them and returns at once.
+#
+# k8s.io/kubernetes cannot be `go install`ed directly: its go.mod points every
+# k8s.io/<staging> module at ./staging. A small wrapper module maps each of them to its
+# published v0.x version instead. etcd is built the same way through etcdmain.
+set -euo pipefail
+
+K8S_VERSION=${K8S_VERSION:-1.37.2}
+ETCD_VERSION=${ETCD_VERSION:-3.7.3}
+KWOK_VERSION=${KWOK_VERSION:-0.8.0}
+HELM_VERSION=${HELM_VERSION:-3.22.0}
+CACHE=${IMAGE_PREWARM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/image-prewarm}
+KEY="k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}_helm-${HELM_VERSION}"
+BIN="$CACHE/$KEY/bin"
+WANT=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok helm)
+
+have_all() {
+  for b in "${WANT[@]}"; do [ -x "$BIN/$b" ] || return 1; done
+}
+if have_all; then echo "$BIN"; exit 0; fi
+
+log() { echo "build.sh: $*" >&2; }
+mkdir -p "$BIN"
+export GOFLAGS=-mod=mod CGO_ENABLED=0 GOTOOLCHAIN=local
+started=$(date +%s)
+
+build_kubernetes() {
+  local w="$CACHE/$KEY/src/kubernetes" staging_minor="0.${K8S_VERSION#1.}"
+  mkdir -p "$w"
+  local kmod
+  kmod=$(cd "$w" && go mod download -json "k8s.io/kubernetes@v$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)",/\1/p')
+  {
+    echo "module image-prewarm.local/kubernetes-wrapper"
+    echo "go 1.26.0"
+    echo "require k8s.io/kubernetes v$K8S_VERSION"
+    # Every staging module the kubernetes go.mod requires at v0.0.0 → its published version.
+    grep -E '^\s+k8s\.io/[a-z0-9-]+ v0\.0\.0$' "$kmod" | awk -v v="v$staging_minor" '{print "replace " $1 " => " $1 " " v}'
+  } > "$w/go.mod"
+  log "building kubernetes v$K8S_VERSION (cold: several minutes)"
+  (cd "$w" && go build -trimpath -ldflags "-s -w \
+      -X k8s.io/component-base/version.gitVersion=v$K8S_VERSION \
+      -X k8s.io/client-go/pkg/version.gitVersion=v$K8S_VERSION" -o "$BIN/" \
+    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl)
+}
+
+build_etcd() {
+  local w="$CACHE/$KEY/src/etcd"
+  mkdir -p "$w"
+  cat > "$w/go.mod" <<MOD
+module image-prewarm.local/etcd-wrapper
+go 1.26.0
+require go.etcd.io/etcd/server/v3 v$ETCD_VERSION
+MOD
+  cat > "$w/main.go" <<'GO'
+// Command etcd runs etcd's own entry point; a wrapper module because etcd's main
+// package lives in a module that is not meant to be built from the proxy.
+package main
+
+import (
+	"os"
+
+	"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() { etcdmain.Main(os.Args) }
+GO
+  log "building etcd v$ETCD_VERSION"
+  (cd "$w" && go build -trimpath -ldflags "-s -w" -o "$BIN/etcd" .)
+}
+
+build_installable() { # name module/path version
+  log "building $1 $3"
+  local w="$CACHE/$KEY/src/$1"
+  mkdir -p "$w"
+  GOBIN="$w" GOFLAGS= go install -trimpath -ldflags "-s -w" "$2@v$3"
+  mv "$w/$1" "$BIN/$1"
+}
+
+[ -x "$BIN/etcd" ] || build_etcd
+[ -x "$BIN/kwok" ] || build_installable kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION"
+[ -x "$BIN/helm" ] || build_installable helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION"
+[ -x "$BIN/kube-apiserver" ] && [ -x "$BIN/kubectl" ] || build_kubernetes
+have_all || { log "missing binaries in $BIN"; exit 1; }
+log "built in $(( $(date +%s) - started ))s into $BIN"
+echo "$BIN"
