@@ -1,0 +1,249 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/image-prewarm/image-prewarm/pkg/jobs"
+	"github.com/image-prewarm/image-prewarm/pkg/logging"
+	"github.com/image-prewarm/image-prewarm/pkg/metrics"
+	"github.com/image-prewarm/image-prewarm/pkg/pullsecret"
+	"github.com/image-prewarm/image-prewarm/pkg/rollout"
+	"github.com/image-prewarm/image-prewarm/pkg/status"
+)
+
+// apply creates the Jobs the window starts and deletes the ones that must stop: nodes
+// gone mid-pull and pods stuck on a permanent pull error.
+func (c *Controller) apply(ctx context.Context, cm *corev1.ConfigMap, rs *runState, d rollout.Decision, failFast []*batchv1.Job, gone []string) error {
+	logger := logging.FromContext(ctx)
+	for _, node := range d.Start {
+		job := jobs.BuildJob(c.jobParams(rs, node))
+		job.OwnerReferences = []metav1.OwnerReference{rs.owner}
+		_, err := c.client.BatchV1().Jobs(c.opts.Namespace).Create(ctx, job, metav1.CreateOptions{})
+		if apierrors.IsAlreadyExists(err) {
+			continue // created before a restart; the informer will show it
+		}
+		if err != nil {
+			return wrapf(err, "create Job for node %s", node)
+		}
+		metrics.JobsCreated.WithLabelValues(cm.Name).Inc()
+		logger.V(1).Info("job created", logging.KeyNode, node, logging.KeyJob, job.Name)
+	}
+	for _, node := range append(d.Cancel, gone...) {
+		if err := c.deleteJob(ctx, jobs.JobName(rs.runID, node)); err != nil {
+			return err
+		}
+		metrics.JobsFinished.WithLabelValues(cm.Name, "cancelled").Inc()
+	}
+	for _, job := range failFast {
+		if err := c.deleteJob(ctx, job.Name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *Controller) deleteJob(ctx context.Context, name string) error {
+	err := c.client.BatchV1().Jobs(c.opts.Namespace).Delete(ctx, name, backgroundDeletion)
+	return wrapf(ignoreNotFound(err), "delete Job %s", name)
+}
+
+// ensureSecret creates the run's pull Secret from the registries' credentials Secrets
+// before any Job needs it. A failure fails the run with a clear Event; no Job starts.
+func (c *Controller) ensureSecret(ctx context.Context, cm *corev1.ConfigMap, rs *runState) error {
+	if rs.secretPresent != nil && *rs.secretPresent {
+		return nil
+	}
+	data, err := c.dockerConfig(ctx, rs)
+	if err == nil {
+		secret := jobs.BuildSecret(jobs.RunRef{Namespace: c.opts.Namespace, Spec: cm.Name, RunID: rs.runID}, data)
+		secret.OwnerReferences = []metav1.OwnerReference{rs.owner}
+		_, err = c.client.CoreV1().Secrets(c.opts.Namespace).Create(ctx, secret, metav1.CreateOptions{})
+		if err == nil {
+			metrics.SecretsCreated.WithLabelValues().Inc()
+			metrics.SecretsActive.WithLabelValues().Inc()
+			c.recorder.Eventf(cm, corev1.EventTypeNormal, "PullSecretCreated", "Secret %s created for run %s", secret.Name, rs.runID)
+		}
+		err = ignoreAlreadyExists(err)
+		if err != nil {
+			metrics.SecretFailures.WithLabelValues("create").Inc()
+		}
+	}
+	if err != nil {
+		rs.failure = "pull Secret: " + err.Error()
+		c.recorder.Event(cm, corev1.EventTypeWarning, "PullSecretFailed", truncateEvent(rs.failure))
+		return err
+	}
+	rs.secretPresent = new(true)
+	return nil
+}
+
+// dockerConfig builds the .dockerconfigjson from every registry's credentials Secret.
+// Errors name the registry and Secret, never a value.
+func (c *Controller) dockerConfig(ctx context.Context, rs *runState) ([]byte, error) {
+	var creds []pullsecret.Credential
+	for i, reg := range rs.spec.Registries {
+		if reg.CredentialsSecret == "" {
+			continue
+		}
+		s, err := c.client.CoreV1().Secrets(c.opts.Namespace).Get(ctx, reg.CredentialsSecret, metav1.GetOptions{})
+		if err != nil {
+			metrics.SecretFailures.WithLabelValues("read").Inc()
+			return nil, fmt.Errorf("registries[%d] (%s): credentialsSecret %q: %w", i, reg.Server, reg.CredentialsSecret, err)
+		}
+		cred, err := pullsecret.FromSecret(reg.Server, s)
+		if err != nil {
+			metrics.SecretFailures.WithLabelValues("read").Inc()
+			return nil, fmt.Errorf("registries[%d] (%s): %w", i, reg.Server, err)
+		}
+		creds = append(creds, cred)
+	}
+	return pullsecret.DockerConfigJSON(creds)
+}
+
+// reapSecret deletes the run's Secret once every node has reported.
+func (c *Controller) reapSecret(ctx context.Context, cm *corev1.ConfigMap, rs *runState) error {
+	if !needsSecret(rs.spec) || (rs.secretPresent != nil && !*rs.secretPresent) {
+		return nil
+	}
+	if err := c.deleteSecret(ctx, cm, rs.runID); err != nil {
+		return err
+	}
+	rs.secretPresent = new(false)
+	return nil
+}
+
+func (c *Controller) deleteSecret(ctx context.Context, cm *corev1.ConfigMap, runID string) error {
+	name := jobs.SecretName(runID)
+	err := c.client.CoreV1().Secrets(c.opts.Namespace).Delete(ctx, name, metav1.DeleteOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		metrics.SecretFailures.WithLabelValues("delete").Inc()
+		return wrapf(err, "delete Secret %s", name)
+	}
+	metrics.SecretsDeleted.WithLabelValues().Inc()
+	metrics.SecretsActive.WithLabelValues().Dec()
+	if cm != nil {
+		c.recorder.Eventf(cm, corev1.EventTypeNormal, "PullSecretDeleted", "Secret %s deleted: every node of run %s reported", name, runID)
+	}
+	return nil
+}
+
+// teardown removes everything of a deleted spec: Jobs, Secrets, status.
+func (c *Controller) teardown(ctx context.Context, spec string) error {
+	rs := c.currentRun(spec)
+	if rs != nil {
+		if err := c.deleteSecret(ctx, nil, rs.runID); err != nil {
+			return err
+		}
+	}
+	if err := c.cleanupSpecLabel(ctx, jobs.SpecLabelValue(spec), ""); err != nil {
+		return err
+	}
+	err := c.client.CoreV1().ConfigMaps(c.opts.Namespace).Delete(ctx, status.Name(spec), metav1.DeleteOptions{})
+	if err = ignoreNotFound(err); err != nil {
+		return err
+	}
+	c.setRun(spec, nil)
+	metrics.ForgetSpec(spec)
+	logging.FromContext(ctx).Info("spec deleted; its Jobs and Secrets are gone")
+	return nil
+}
+
+// cleanupSpecLabel deletes every Job of the spec (by label value) not in keepRun, and
+// the Secrets of their runs.
+func (c *Controller) cleanupSpecLabel(ctx context.Context, value, keepRun string) error {
+	objs, _ := c.jobInformer.GetIndexer().ByIndex(indexBySpec, value)
+	runs := map[string]bool{}
+	for _, obj := range objs {
+		job := obj.(*batchv1.Job)
+		run := job.Labels[jobs.LabelRun]
+		if run == keepRun || job.DeletionTimestamp != nil {
+			continue
+		}
+		runs[run] = true
+		if err := c.deleteJob(ctx, job.Name); err != nil {
+			return err
+		}
+	}
+	for run := range runs {
+		if err := c.deleteSecret(ctx, nil, run); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func ignoreAlreadyExists(err error) error {
+	if apierrors.IsAlreadyExists(err) {
+		return nil
+	}
+	return err
+}
+
+// storedStatus is the status ConfigMap as found in the cluster.
+type storedStatus struct {
+	obj    *corev1.ConfigMap
+	status *status.Status
+}
+
+func (c *Controller) loadStatus(ctx context.Context, spec string) (*storedStatus, error) {
+	cm, err := c.client.CoreV1().ConfigMaps(c.opts.Namespace).Get(ctx, status.Name(spec), metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, wrapf(err, "read status of %s", spec)
+	}
+	s, err := status.FromConfigMap(spec, cm)
+	if err != nil { // unreadable: start afresh, it is rewritten soon
+		return &storedStatus{obj: cm, status: &status.Status{Spec: spec}}, nil
+	}
+	return &storedStatus{obj: cm, status: s}, nil
+}
+
+// writeStatus stores the run's status when it changed, at most once per StatusInterval;
+// a change held back is written by a requeue when the interval has passed.
+func (c *Controller) writeStatus(ctx context.Context, spec string, rs *runState, nodes []rollout.Node) error {
+	c.fillStatus(rs, nodes)
+	desired, err := rs.status.ConfigMap(c.opts.Namespace, map[string]string{jobs.LabelApp: jobs.AppName})
+	if err != nil {
+		return err
+	}
+	c.exportMetrics(spec, rs, nodes)
+	if maps.Equal(desired.Data, rs.written) {
+		return nil
+	}
+	if wait := c.opts.StatusInterval - time.Since(rs.lastWrite); wait > 0 {
+		c.queue.AddAfter(spec, wait)
+		return nil
+	}
+	if rs.owner.UID != "" {
+		desired.OwnerReferences = []metav1.OwnerReference{rs.owner}
+	}
+	var saved *corev1.ConfigMap
+	if rs.statusObj == nil {
+		saved, err = c.client.CoreV1().ConfigMaps(c.opts.Namespace).Create(ctx, desired, metav1.CreateOptions{})
+	} else {
+		desired.ResourceVersion = rs.statusObj.ResourceVersion
+		saved, err = c.client.CoreV1().ConfigMaps(c.opts.Namespace).Update(ctx, desired, metav1.UpdateOptions{})
+	}
+	if apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) || apierrors.IsNotFound(err) {
+		rs.statusObj, _ = c.client.CoreV1().ConfigMaps(c.opts.Namespace).Get(ctx, desired.Name, metav1.GetOptions{})
+		return err // requeued; the next write uses the fresh version
+	}
+	if err != nil {
+		return wrapf(err, "write status %s", desired.Name)
+	}
+	rs.statusObj, rs.written, rs.lastWrite = saved, desired.Data, time.Now()
+	return nil
+}

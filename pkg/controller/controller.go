@@ -1,0 +1,253 @@
+// Package controller reconciles prewarm specs (ConfigMaps) × eligible nodes into an
+// ephemeral pull Secret and per-node Jobs in a sliding window. It observes through
+// informers, decides with pkg/rollout, and applies with a few API calls: a Job create
+// per node, the Secret's create and delete per run, and rate-limited status writes.
+package controller
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/workqueue"
+
+	"github.com/image-prewarm/image-prewarm/pkg/config"
+	"github.com/image-prewarm/image-prewarm/pkg/jobs"
+	"github.com/image-prewarm/image-prewarm/pkg/logging"
+	"github.com/image-prewarm/image-prewarm/pkg/metrics"
+)
+
+const (
+	indexBySpec = "spec"
+	indexByJob  = "job"
+	// podJobLabel is set by the Job controller on every pod of a Job.
+	podJobLabel = batchv1.JobNameLabel
+)
+
+// Options configure the controller.
+type Options struct {
+	Namespace string
+	NoopImage string
+	// StatusInterval is the least time between two writes of one status ConfigMap.
+	StatusInterval time.Duration
+	// Resync re-examines every spec periodically, as a safety net for missed events.
+	Resync time.Duration
+}
+
+// Controller is the prewarm reconciler.
+type Controller struct {
+	client   kubernetes.Interface
+	opts     Options
+	recorder record.EventRecorder
+
+	specInformer cache.SharedIndexInformer
+	jobInformer  cache.SharedIndexInformer
+	podInformer  cache.SharedIndexInformer
+	nodeInformer cache.SharedIndexInformer
+	factories    []informers.SharedInformerFactory
+	broadcaster  record.EventBroadcaster
+
+	queue workqueue.TypedRateLimitingInterface[string]
+
+	mu   sync.Mutex
+	runs map[string]*runState // by spec name
+}
+
+// New builds a controller; Run starts it.
+func New(client kubernetes.Interface, opts Options) *Controller {
+	if opts.StatusInterval == 0 {
+		opts.StatusInterval = time.Second
+	}
+	if opts.Resync == 0 {
+		opts.Resync = 5 * time.Minute
+	}
+	ns := informers.WithNamespace(opts.Namespace)
+	specs := informers.NewSharedInformerFactoryWithOptions(client, opts.Resync, ns, informers.WithTweakListOptions(selectLabel(config.ConfigLabel+"=true")))
+	owned := informers.NewSharedInformerFactoryWithOptions(client, 0, ns, informers.WithTweakListOptions(selectLabel(jobs.LabelApp+"="+jobs.AppName)))
+	nodes := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(trimNode))
+	broadcaster := record.NewBroadcaster()
+	c := &Controller{
+		client:       client,
+		opts:         opts,
+		broadcaster:  broadcaster,
+		recorder:     broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "image-prewarm"}),
+		specInformer: specs.Core().V1().ConfigMaps().Informer(),
+		jobInformer:  owned.Batch().V1().Jobs().Informer(),
+		podInformer:  owned.Core().V1().Pods().Informer(),
+		nodeInformer: nodes.Core().V1().Nodes().Informer(),
+		factories:    []informers.SharedInformerFactory{specs, owned, nodes},
+		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: "prewarm"}),
+		runs: map[string]*runState{},
+	}
+	utilruntime.Must(c.jobInformer.AddIndexers(cache.Indexers{indexBySpec: byLabel(jobs.LabelSpec)}))
+	utilruntime.Must(c.podInformer.AddIndexers(cache.Indexers{indexByJob: byLabel(podJobLabel)}))
+	c.addHandlers()
+	return c
+}
+
+func (c *Controller) addHandlers() {
+	_, _ = c.specInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    c.enqueueObject,
+		UpdateFunc: func(_, cur any) { c.enqueueObject(cur) },
+		DeleteFunc: c.enqueueObject,
+	})
+	owned := cache.ResourceEventHandlerFuncs{
+		AddFunc:    c.enqueueOwner,
+		UpdateFunc: func(_, cur any) { c.enqueueOwner(cur) },
+		DeleteFunc: c.enqueueOwner,
+	}
+	_, _ = c.jobInformer.AddEventHandler(owned)
+	_, _ = c.podInformer.AddEventHandler(owned)
+	_, _ = c.nodeInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: func(any) { c.enqueueAllSpecs() },
+		UpdateFunc: func(old, cur any) {
+			o, ok1 := old.(*corev1.Node)
+			n, ok2 := cur.(*corev1.Node)
+			if !ok1 || !ok2 || nodeRelevantChange(o, n) {
+				c.enqueueAllSpecs()
+			}
+		},
+		DeleteFunc: func(any) { c.enqueueAllSpecs() },
+	})
+}
+
+// enqueueObject queues a spec ConfigMap by name.
+func (c *Controller) enqueueObject(obj any) {
+	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = tomb.Obj
+	}
+	if cm, ok := obj.(*corev1.ConfigMap); ok {
+		c.queue.Add(cm.Name)
+	}
+}
+
+// enqueueOwner maps a Job or pod back to its spec through the spec label. The label
+// value may be a hashed truncation of a long name, so it is resolved against the specs.
+func (c *Controller) enqueueOwner(obj any) {
+	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = tomb.Obj
+	}
+	type labeled interface{ GetLabels() map[string]string }
+	o, ok := obj.(labeled)
+	if !ok {
+		return
+	}
+	value := o.GetLabels()[jobs.LabelSpec]
+	for _, key := range c.specInformer.GetStore().ListKeys() {
+		_, name, _ := cache.SplitMetaNamespaceKey(key)
+		if jobs.SpecLabelValue(name) == value {
+			c.queue.Add(name)
+		}
+	}
+	c.mu.Lock()
+	for name := range c.runs { // deleted specs still have objects to clean up
+		if jobs.SpecLabelValue(name) == value {
+			c.queue.Add(name)
+		}
+	}
+	c.mu.Unlock()
+}
+
+func (c *Controller) enqueueAllSpecs() {
+	for _, key := range c.specInformer.GetStore().ListKeys() {
+		_, name, _ := cache.SplitMetaNamespaceKey(key)
+		c.queue.Add(name)
+	}
+}
+
+// Run starts informers and workers and blocks until ctx ends, then drains the workers.
+func (c *Controller) Run(ctx context.Context, workers int) error {
+	defer utilruntime.HandleCrash()
+	defer c.queue.ShutDown()
+	logger := logging.FromContext(ctx)
+	c.broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: c.client.CoreV1().Events(c.opts.Namespace)})
+	defer c.broadcaster.Shutdown()
+	for _, f := range c.factories {
+		f.Start(ctx.Done())
+	}
+	defer func() {
+		for _, f := range c.factories {
+			f.Shutdown()
+		}
+	}()
+	if !cache.WaitForCacheSync(ctx.Done(), c.specInformer.HasSynced, c.jobInformer.HasSynced, c.podInformer.HasSynced, c.nodeInformer.HasSynced) {
+		return fmt.Errorf("caches did not sync")
+	}
+	c.enqueueOrphanSpecs()
+	logger.Info("controller started", "namespace", c.opts.Namespace, "workers", workers)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() { wait.UntilWithContext(ctx, c.runWorker, time.Second) })
+	}
+	<-ctx.Done()
+	c.queue.ShutDown()
+	wg.Wait()
+	logger.Info("controller stopped")
+	return nil
+}
+
+// enqueueOrphanSpecs queues specs that own Jobs but no longer exist (deleted while the
+// controller was down), so their Jobs and Secret are cleaned up.
+func (c *Controller) enqueueOrphanSpecs() {
+	c.enqueueAllSpecs()
+	for _, obj := range c.jobInformer.GetStore().List() {
+		c.enqueueOwner(obj)
+		if job, ok := obj.(*batchv1.Job); ok {
+			c.queueOrphan(job.Labels[jobs.LabelSpec])
+		}
+	}
+}
+
+// queueOrphan queues a spec label value that matches no existing spec: the cleanup
+// path finds its objects by the same label value.
+func (c *Controller) queueOrphan(value string) {
+	for _, key := range c.specInformer.GetStore().ListKeys() {
+		_, name, _ := cache.SplitMetaNamespaceKey(key)
+		if jobs.SpecLabelValue(name) == value {
+			return
+		}
+	}
+	if value != "" {
+		c.queue.Add(orphanPrefix + value)
+	}
+}
+
+func (c *Controller) runWorker(ctx context.Context) {
+	for c.processNextWorkItem(ctx) {
+	}
+}
+
+func (c *Controller) processNextWorkItem(ctx context.Context) bool {
+	key, quit := c.queue.Get()
+	if quit {
+		return false
+	}
+	defer c.queue.Done(key)
+	logger := logging.FromContext(ctx).WithValues(logging.KeySpec, key)
+	err := c.sync(logging.IntoContext(ctx, logger), key)
+	switch {
+	case err == nil:
+		metrics.Reconciles.WithLabelValues("success").Inc()
+		c.queue.Forget(key)
+	case isConflict(err):
+		metrics.Reconciles.WithLabelValues("conflict").Inc()
+		c.queue.AddRateLimited(key)
+	default:
+		metrics.Reconciles.WithLabelValues("error").Inc()
+		logger.Error(err, "reconcile failed; retrying")
+		c.queue.AddRateLimited(key)
+	}
+	return true
+}

@@ -1,0 +1,105 @@
+package controller
+
+import (
+	"strings"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/image-prewarm/image-prewarm/pkg/jobs"
+	"github.com/image-prewarm/image-prewarm/pkg/rollout"
+)
+
+// maxReasonLen bounds a failure reason kept in status and Events.
+const maxReasonLen = 300
+
+// pullErrorReasons are kubelet's waiting reasons for a pull that did not work.
+var pullErrorReasons = map[string]bool{
+	"ErrImagePull": true, "ImagePullBackOff": true, "InvalidImageName": true, "ErrImageNeverPull": true,
+}
+
+// permanentPullMarkers are substrings of kubelet messages for errors that retrying
+// cannot fix: wrong credentials, missing image. Others (timeouts, 5xx) are left to
+// kubelet's own back-off until the Job's deadline.
+var permanentPullMarkers = []string{"unauthorized", "401", "403", "denied", "not found", "manifest unknown", "invalid reference", "neverpull", "invalidimagename"}
+
+// observation is what the cluster says about one node's Job.
+type observation struct {
+	phase  rollout.Phase
+	reason string
+	active bool
+	// failFast: the Job is still active but its pod hit a permanent pull error; the
+	// controller deletes the Job rather than wait for the deadline.
+	failFast bool
+}
+
+// observeJob derives a node's phase from its Job and the Job's pods.
+func observeJob(job *batchv1.Job, pods []*corev1.Pod) observation {
+	for _, c := range job.Status.Conditions {
+		if c.Status != corev1.ConditionTrue {
+			continue
+		}
+		switch c.Type {
+		case batchv1.JobComplete:
+			return observation{phase: rollout.Succeeded}
+		case batchv1.JobFailed:
+			return observation{phase: rollout.Failed, reason: truncate(c.Reason + ": " + c.Message)}
+		}
+	}
+	for _, pod := range pods {
+		if reason, ok := permanentPullError(pod); ok {
+			return observation{phase: rollout.Failed, reason: reason, active: true, failFast: true}
+		}
+	}
+	return observation{phase: rollout.Running, active: true}
+}
+
+// permanentPullError finds an init container stuck on a pull error that retrying cannot fix.
+func permanentPullError(pod *corev1.Pod) (string, bool) {
+	for _, st := range pod.Status.InitContainerStatuses {
+		w := st.State.Waiting
+		if w == nil || !pullErrorReasons[w.Reason] {
+			continue
+		}
+		text := strings.ToLower(w.Reason + " " + w.Message)
+		for _, marker := range permanentPullMarkers {
+			if strings.Contains(text, marker) {
+				return truncate(w.Reason + ": " + w.Message), true
+			}
+		}
+	}
+	return "", false
+}
+
+// pullDurations returns, per image index, how long its pull took. A real kubelet pulls
+// before starting the container, so the pull shows as the gap after the previous init
+// container finished; a simulated kubelet shows it as the container's own run time.
+// The larger of the two is the pull.
+func pullDurations(pod *corev1.Pod) map[int]time.Duration {
+	out := map[int]time.Duration{}
+	var prevFinished time.Time
+	for _, st := range pod.Status.InitContainerStatuses {
+		t := st.State.Terminated
+		if t == nil {
+			return out
+		}
+		if i, ok := jobs.PullContainerIndex(st.Name); ok {
+			own := t.FinishedAt.Sub(t.StartedAt.Time)
+			gap := t.FinishedAt.Sub(prevFinished)
+			if prevFinished.IsZero() || own > gap {
+				gap = own
+			}
+			out[i] = max(gap, 0)
+		}
+		prevFinished = t.FinishedAt.Time
+	}
+	return out
+}
+
+func truncate(s string) string {
+	if len(s) <= maxReasonLen {
+		return s
+	}
+	return s[:maxReasonLen] + "…"
+}

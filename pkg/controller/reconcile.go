@@ -1,0 +1,289 @@
+package controller
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/image-prewarm/image-prewarm/pkg/config"
+	"github.com/image-prewarm/image-prewarm/pkg/logging"
+	"github.com/image-prewarm/image-prewarm/pkg/metrics"
+	"github.com/image-prewarm/image-prewarm/pkg/rollout"
+	"github.com/image-prewarm/image-prewarm/pkg/status"
+)
+
+// runState is what the controller remembers of a spec's current run between reconciles.
+// Everything here can be rebuilt from the cluster (Jobs and the status ConfigMap), which
+// is what makes a restart safe.
+type runState struct {
+	runID  string
+	spec   *config.Spec
+	owner  metav1.OwnerReference
+	status *status.Status
+	// secretPresent is nil when unknown (after a restart), else whether it exists.
+	secretPresent *bool
+	lastWrite     time.Time
+	written       map[string]string
+	statusObj     *corev1.ConfigMap
+	finishedJobs  map[types.UID]bool
+	// active counts this run's running Jobs per registry, for caps across specs.
+	active     map[string]int
+	capBlocked bool
+	completed  bool // a completion Event was emitted for the current set of nodes
+	invalid    string
+	failure    string
+}
+
+// runIDFor names a run: a hash of the spec's name and content, so a restarted controller
+// derives the same object names and two specs with equal content never collide.
+func runIDFor(specName string, spec *config.Spec) string {
+	sum := sha256.Sum256([]byte(specName + "\x00" + spec.RunID()))
+	return hex.EncodeToString(sum[:])[:10]
+}
+
+func (c *Controller) sync(ctx context.Context, name string) error {
+	if value, ok := strings.CutPrefix(name, orphanPrefix); ok {
+		return c.cleanupSpecLabel(ctx, value, "")
+	}
+	obj, exists, err := c.specInformer.GetStore().GetByKey(c.opts.Namespace + "/" + name)
+	if err != nil {
+		return err
+	}
+	if !exists {
+		return c.teardown(ctx, name)
+	}
+	cm := obj.(*corev1.ConfigMap)
+	spec, err := config.FromConfigMap(cm)
+	rs := c.currentRun(name)
+	if err != nil {
+		return c.rejectSpec(ctx, cm, rs, err)
+	}
+	metrics.ConfigValid.WithLabelValues(name).Set(1)
+	rs, err = c.runFor(ctx, cm, spec)
+	if err != nil {
+		return err
+	}
+	return c.reconcileRun(ctx, cm, rs)
+}
+
+// rejectSpec reports an invalid spec. A run already under way keeps going under its last
+// valid spec: a bad edit must not lose work in progress.
+func (c *Controller) rejectSpec(ctx context.Context, cm *corev1.ConfigMap, rs *runState, err error) error {
+	metrics.ConfigValid.WithLabelValues(cm.Name).Set(0)
+	c.recorder.Event(cm, corev1.EventTypeWarning, "InvalidSpec", truncateEvent(err.Error()))
+	logging.FromContext(ctx).Info("prewarm spec rejected", "error", err.Error())
+	if rs == nil {
+		rs = &runState{status: &status.Status{Spec: cm.Name, Results: map[string]status.Result{}}, owner: ownerOf(cm)}
+		c.setRun(cm.Name, rs)
+	}
+	rs.invalid = err.Error()
+	if rs.spec == nil {
+		return c.writeStatus(ctx, cm.Name, rs, nil)
+	}
+	return c.reconcileRun(ctx, cm, rs)
+}
+
+// reconcileRun observes the run's nodes, decides, applies and reports.
+func (c *Controller) reconcileRun(ctx context.Context, cm *corev1.ConfigMap, rs *runState) error {
+	sel := newSelection(rs.spec.NodeSelector, rs.spec.Tolerations, rs.spec.Images)
+	nodes, failFast, gone := c.observe(ctx, cm, rs, sel)
+	regs := runRegistries(rs.spec)
+	decision := rollout.Decide(rollout.Input{
+		Nodes:          nodes,
+		Window:         rs.spec.WindowSize(len(nodes)),
+		Registries:     regs,
+		Caps:           registryCaps(rs.spec),
+		InUseElsewhere: c.inUseElsewhere(cm.Name),
+	})
+	if rs.spec.Once && rs.status.Done() {
+		decision.Start = nil // a one-shot task never grows after it ended
+	}
+	var capErr *rollout.RegistryCapError
+	rs.capBlocked = errors.As(decision.Limit, &capErr)
+	counts := rollout.Count(nodes)
+	if needsSecret(rs.spec) && (len(decision.Start) > 0 || counts[rollout.Running] > 0) {
+		if err := c.ensureSecret(ctx, cm, rs); err != nil {
+			return errors.Join(err, c.writeStatus(ctx, cm.Name, rs, nodes))
+		}
+	}
+	rs.failure = ""
+	if err := c.apply(ctx, cm, rs, decision, failFast, gone); err != nil {
+		return err
+	}
+	nodes = afterStart(nodes, decision.Start)
+	c.recordActive(rs, nodes, regs)
+	counts = rollout.Count(nodes)
+	if counts.Done(len(nodes)) {
+		if err := c.reapSecret(ctx, cm, rs); err != nil {
+			return err
+		}
+		c.announceCompletion(cm, rs, counts, len(nodes))
+	} else {
+		rs.completed = false
+	}
+	return c.writeStatus(ctx, cm.Name, rs, nodes)
+}
+
+// observe derives every node's phase in this run from nodes, Jobs and pods, recording
+// final results. It returns Jobs to delete early (permanent pull errors) and the names
+// of nodes that are gone while their Job still runs.
+func (c *Controller) observe(ctx context.Context, cm *corev1.ConfigMap, rs *runState, sel selection) (nodes []rollout.Node, failFast []*batchv1.Job, gone []string) {
+	jobsByNode := c.runJobs(cm.Name, rs.runID)
+	seen := map[string]bool{}
+	for _, obj := range c.nodeInformer.GetStore().List() {
+		node := obj.(*corev1.Node)
+		seen[node.Name] = true
+		if r, ok := rs.status.Results[node.Name]; ok {
+			nodes = append(nodes, rollout.Node{Name: node.Name, Phase: rollout.Phase(r.Phase)})
+			continue
+		}
+		if job := jobsByNode[node.Name]; job != nil {
+			n, ff := c.observeNodeJob(ctx, cm, rs, node.Name, job)
+			if ff {
+				failFast = append(failFast, job)
+			}
+			nodes = append(nodes, n)
+			continue
+		}
+		switch {
+		case !sel.eligible(node):
+		case sel.hasAllImages(node):
+			c.record(ctx, cm, rs, node.Name, rollout.Skipped, "")
+			nodes = append(nodes, rollout.Node{Name: node.Name, Phase: rollout.Skipped})
+		default:
+			nodes = append(nodes, rollout.Node{Name: node.Name, Phase: rollout.Pending})
+		}
+	}
+	for name, job := range jobsByNode {
+		if seen[name] || rs.status.Results[name].Phase != "" {
+			continue
+		}
+		if observeJob(job, nil).active {
+			gone = append(gone, name)
+		}
+		c.record(ctx, cm, rs, name, rollout.Gone, "node deleted while its prewarm Job ran")
+	}
+	for name, r := range rs.status.Results { // nodes that reported and have left since
+		if !seen[name] {
+			nodes = append(nodes, rollout.Node{Name: name, Phase: rollout.Phase(r.Phase)})
+		}
+	}
+	sort.Slice(nodes, func(i, j int) bool { return nodes[i].Name < nodes[j].Name })
+	return nodes, failFast, gone
+}
+
+// observeNodeJob turns a node's Job into its rollout state, recording final outcomes
+// and pull durations once.
+func (c *Controller) observeNodeJob(ctx context.Context, cm *corev1.ConfigMap, rs *runState, node string, job *batchv1.Job) (rollout.Node, bool) {
+	pods := c.jobPods(job.Name)
+	obs := observeJob(job, pods)
+	if obs.phase == rollout.Succeeded || obs.phase == rollout.Failed {
+		c.record(ctx, cm, rs, node, obs.phase, obs.reason)
+		c.countFinished(cm.Name, rs, job, obs, pods)
+	}
+	return rollout.Node{Name: node, Phase: obs.phase, JobActive: obs.active && !obs.failFast}, obs.failFast
+}
+
+// record stores a node's final result for the run, once, with an Event for failures.
+func (c *Controller) record(ctx context.Context, cm *corev1.ConfigMap, rs *runState, node string, phase rollout.Phase, reason string) {
+	if _, done := rs.status.Results[node]; done {
+		return
+	}
+	rs.status.Results[node] = status.Result{Phase: string(phase), Reason: reason}
+	if phase == rollout.Failed || phase == rollout.Gone {
+		class := metrics.ReasonClass(string(phase), reason)
+		metrics.NodeFailures.WithLabelValues(cm.Name, class).Inc()
+		c.recorder.Eventf(cm, corev1.EventTypeWarning, "NodeFailed", "node %s: %s", node, truncateEvent(reason))
+		logging.FromContext(ctx).Info("node failed to prewarm", logging.KeyNode, node, logging.KeyRun, rs.runID, "reason", reason)
+	}
+}
+
+// countFinished updates Job metrics and pull-duration histograms once per Job.
+func (c *Controller) countFinished(spec string, rs *runState, job *batchv1.Job, obs observation, pods []*corev1.Pod) {
+	if rs.finishedJobs[job.UID] {
+		return
+	}
+	rs.finishedJobs[job.UID] = true
+	result := "succeeded"
+	if obs.phase == rollout.Failed {
+		result = "failed"
+	}
+	metrics.JobsFinished.WithLabelValues(spec, result).Inc()
+	if obs.phase != rollout.Succeeded {
+		return
+	}
+	for _, pod := range pods {
+		for i, d := range pullDurations(pod) {
+			if i < len(rs.spec.Images) {
+				metrics.PullDuration.WithLabelValues(registryLabel(rs.spec, rs.spec.Images[i])).Observe(d.Seconds())
+			}
+		}
+	}
+}
+
+// afterStart marks the nodes just started as running, for counting and status.
+func afterStart(nodes []rollout.Node, started []string) []rollout.Node {
+	if len(started) == 0 {
+		return nodes
+	}
+	set := make(map[string]bool, len(started))
+	for _, n := range started {
+		set[n] = true
+	}
+	for i := range nodes {
+		if set[nodes[i].Name] {
+			nodes[i].Phase, nodes[i].JobActive = rollout.Running, true
+		}
+	}
+	return nodes
+}
+
+func (c *Controller) announceCompletion(cm *corev1.ConfigMap, rs *runState, counts rollout.Counts, total int) {
+	if rs.completed {
+		return
+	}
+	rs.completed = true
+	failed := counts[rollout.Failed] + counts[rollout.Gone]
+	reason, kind := "RolloutCompleted", corev1.EventTypeNormal
+	if failed > 0 {
+		reason, kind = "RolloutCompletedWithFailures", corev1.EventTypeWarning
+	}
+	c.recorder.Eventf(cm, kind, reason, "run %s: %d nodes: %d succeeded, %d skipped, %d failed, %d gone",
+		rs.runID, total, counts[rollout.Succeeded], counts[rollout.Skipped], counts[rollout.Failed], counts[rollout.Gone])
+}
+
+func truncateEvent(s string) string {
+	if len(s) > 1000 {
+		return s[:1000] + "…"
+	}
+	return s
+}
+
+func ownerOf(cm *corev1.ConfigMap) metav1.OwnerReference {
+	return metav1.OwnerReference{APIVersion: "v1", Kind: "ConfigMap", Name: cm.Name, UID: cm.UID}
+}
+
+func ignoreNotFound(err error) error {
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
+
+func wrapf(err error, format string, args ...any) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf(format+": %w", append(args, err)...)
+}

@@ -1,0 +1,228 @@
+package controller
+
+import (
+	"context"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/image-prewarm/image-prewarm/pkg/config"
+	"github.com/image-prewarm/image-prewarm/pkg/jobs"
+	"github.com/image-prewarm/image-prewarm/pkg/logging"
+	"github.com/image-prewarm/image-prewarm/pkg/rollout"
+	"github.com/image-prewarm/image-prewarm/pkg/status"
+)
+
+func (c *Controller) currentRun(spec string) *runState {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.runs[spec]
+}
+
+func (c *Controller) setRun(spec string, rs *runState) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if rs == nil {
+		delete(c.runs, spec)
+		return
+	}
+	c.runs[spec] = rs
+}
+
+// runFor returns the state of the spec's current run. A new run ID (spec edited, or
+// first sight after a restart) loads the status ConfigMap, resumes when it belongs to
+// the same run, and cancels every other run of the spec.
+func (c *Controller) runFor(ctx context.Context, cm *corev1.ConfigMap, spec *config.Spec) (*runState, error) {
+	runID := runIDFor(cm.Name, spec)
+	rs := c.currentRun(cm.Name)
+	if rs != nil && rs.runID == runID {
+		rs.spec, rs.invalid = spec, ""
+		return rs, nil
+	}
+	stored, err := c.loadStatus(ctx, cm.Name)
+	if err != nil {
+		return nil, err
+	}
+	fresh := &runState{
+		runID: runID, spec: spec, owner: ownerOf(cm),
+		status:       &status.Status{Spec: cm.Name, RunID: runID, Results: map[string]status.Result{}, Started: time.Now()},
+		finishedJobs: map[types.UID]bool{}, active: map[string]int{},
+	}
+	if stored != nil {
+		fresh.statusObj = stored.obj
+		if stored.status.RunID == runID {
+			fresh.status = stored.status
+			fresh.status.Finished = time.Time{}
+			logging.FromContext(ctx).Info("resuming run", logging.KeyRun, runID, "reported", len(stored.status.Results))
+		}
+	}
+	// Cancel the previous run: its Jobs and its Secret. Old run IDs come from the Jobs
+	// that still exist, the run in memory and the one in the status ConfigMap.
+	if err := c.cleanupSpecLabel(ctx, jobs.SpecLabelValue(cm.Name), runID); err != nil {
+		return nil, err
+	}
+	for _, old := range []string{previousRun(rs), previousStoredRun(stored)} {
+		if old != "" && old != runID {
+			if err := c.deleteSecret(ctx, cm, old); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if fresh.status.Phase == "" {
+		c.recorder.Eventf(cm, corev1.EventTypeNormal, "RunStarted", "run %s: %d images", runID, len(spec.Images))
+	}
+	c.setRun(cm.Name, fresh)
+	return fresh, nil
+}
+
+func previousRun(rs *runState) string {
+	if rs == nil {
+		return ""
+	}
+	return rs.runID
+}
+
+func previousStoredRun(s *storedStatus) string {
+	if s == nil {
+		return ""
+	}
+	return s.status.RunID
+}
+
+// runJobs returns the run's Jobs by node name.
+func (c *Controller) runJobs(spec, runID string) map[string]*batchv1.Job {
+	objs, _ := c.jobInformer.GetIndexer().ByIndex(indexBySpec, jobs.SpecLabelValue(spec))
+	out := make(map[string]*batchv1.Job, len(objs))
+	for _, obj := range objs {
+		job := obj.(*batchv1.Job)
+		if job.Labels[jobs.LabelRun] == runID && job.DeletionTimestamp == nil {
+			out[jobs.NodeOf(job)] = job
+		}
+	}
+	return out
+}
+
+func (c *Controller) jobPods(job string) []*corev1.Pod {
+	objs, _ := c.podInformer.GetIndexer().ByIndex(indexByJob, job)
+	pods := make([]*corev1.Pod, 0, len(objs))
+	for _, obj := range objs {
+		pods = append(pods, obj.(*corev1.Pod))
+	}
+	return pods
+}
+
+// runRegistries returns the registries the run's Jobs pull from.
+func runRegistries(spec *config.Spec) []string {
+	seen := map[string]bool{}
+	var regs []string
+	for _, img := range spec.Images {
+		if host := registryLabel(spec, img); !seen[host] {
+			seen[host] = true
+			regs = append(regs, host)
+		}
+	}
+	return regs
+}
+
+// registryLabel is an image's registry as a bounded metric label and cap key.
+func registryLabel(spec *config.Spec, image string) string {
+	if r := spec.RegistryFor(image); r != nil {
+		return config.CanonicalHost(r.Server)
+	}
+	host, err := config.RegistryHost(image)
+	if err != nil {
+		return "unknown"
+	}
+	return config.CanonicalHost(host)
+}
+
+func registryCaps(spec *config.Spec) map[string]int {
+	caps := map[string]int{}
+	for _, r := range spec.Registries {
+		if r.MaxConcurrentPulls > 0 {
+			caps[config.CanonicalHost(r.Server)] = r.MaxConcurrentPulls
+		}
+	}
+	return caps
+}
+
+func needsSecret(spec *config.Spec) bool {
+	for _, r := range spec.Registries {
+		if r.CredentialsSecret != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// inUseElsewhere sums other specs' running Jobs per registry.
+func (c *Controller) inUseElsewhere(spec string) map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	sum := map[string]int{}
+	for name, rs := range c.runs {
+		if name == spec {
+			continue
+		}
+		for reg, n := range rs.active {
+			sum[reg] += n
+		}
+	}
+	return sum
+}
+
+// recordActive remembers this run's running Jobs per registry; when a slot frees up,
+// specs held back by a registry cap are re-examined.
+func (c *Controller) recordActive(rs *runState, nodes []rollout.Node, regs []string) {
+	running := rollout.Count(nodes)[rollout.Running]
+	c.mu.Lock()
+	before := 0
+	for _, reg := range regs {
+		before = max(before, rs.active[reg])
+	}
+	rs.active = make(map[string]int, len(regs))
+	for _, reg := range regs {
+		rs.active[reg] = running
+	}
+	var blocked []string
+	if running < before {
+		for name, other := range c.runs {
+			if other.capBlocked && other != rs {
+				blocked = append(blocked, name)
+			}
+		}
+	}
+	c.mu.Unlock()
+	for _, name := range blocked {
+		c.queue.Add(name)
+	}
+}
+
+func (c *Controller) jobParams(rs *runState, node string) jobs.JobParams {
+	spec := rs.spec
+	images := make([]jobs.ImagePull, len(spec.Images))
+	for i, img := range spec.Images {
+		images[i] = jobs.ImagePull{Image: img, PullPolicy: spec.PullPolicyFor(img)}
+	}
+	p := jobs.JobParams{
+		Ref:            jobs.RunRef{Namespace: c.opts.Namespace, Spec: rs.status.Spec, RunID: rs.runID},
+		Node:           node,
+		Images:         images,
+		Tolerations:    spec.Tolerations,
+		NoopImage:      c.opts.NoopImage,
+		NoopPullPolicy: corev1.PullIfNotPresent,
+		PullTimeout:    spec.Rollout.PullTimeout.Duration,
+	}
+	if spec.Rollout.Retries != nil {
+		p.Retries = *spec.Rollout.Retries
+	}
+	if needsSecret(spec) {
+		p.PullSecret = jobs.SecretName(rs.runID)
+	}
+	return p
+}
+
+var backgroundDeletion = metav1.DeleteOptions{PropagationPolicy: new(metav1.DeletePropagationBackground)}
