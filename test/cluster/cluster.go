@@ -78,7 +78,7 @@ func EnsureBinaries() (string, error) {
 }
 
 // Start brings the control plane up and waits until it serves and its controllers run.
-func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
+func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if opts.BinDir == "" {
 		if opts.BinDir, err = EnsureBinaries(); err != nil {
 			return nil, err
@@ -89,7 +89,7 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 			return nil, err
 		}
 	}
-	c = &Cluster{Dir: opts.Dir, BinDir: opts.BinDir, opts: opts, procs: map[string]*process{}, args: map[string][]string{}}
+	c := &Cluster{Dir: opts.Dir, BinDir: opts.BinDir, opts: opts, procs: map[string]*process{}, args: map[string][]string{}}
 	defer func() {
 		if err != nil {
 			c.Stop()
