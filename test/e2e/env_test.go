@@ -1,0 +1,308 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/apimachinery/pkg/watch"
+
+	"github.com/image-prewarm/image-prewarm/pkg/config"
+	"github.com/image-prewarm/image-prewarm/pkg/controller"
+	"github.com/image-prewarm/image-prewarm/pkg/jobs"
+	"github.com/image-prewarm/image-prewarm/pkg/logging"
+	"github.com/image-prewarm/image-prewarm/pkg/status"
+	"github.com/image-prewarm/image-prewarm/test/cluster"
+)
+
+const (
+	// Images under harbor.example.com/fail/ fail with 401 on nodes whose name has "bad".
+	failImages = `^harbor\.example\.com/fail/`
+	failNodes  = `bad`
+	noopImage  = "example.com/image-prewarm:e2e"
+	// sentinel is a password that must appear nowhere but in pull Secrets.
+	sentinel = "S3ntinel-Pa55w0rd-e2e"
+)
+
+var kube *cluster.Cluster
+
+func TestMain(m *testing.M) {
+	os.Exit(runWithCluster(m))
+}
+
+func runWithCluster(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "image-prewarm-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	kube, err = cluster.Start(ctx, cluster.Options{Dir: dir, Pulls: cluster.PullBehaviour{
+		Delay: time.Second, Jitter: time.Second, FailImagePattern: failImages, FailNodePattern: failNodes,
+	}})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer kube.Stop()
+	return m.Run()
+}
+
+// env is one test's namespace (Pod Security "restricted" enforced), its nodes and its
+// controller, whose log lines are kept for the credential checks.
+type env struct {
+	t    *testing.T
+	ns   string
+	logs *syncBuffer
+	stop context.CancelFunc
+	done chan struct{}
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	ns := strings.ToLower(strings.ReplaceAll(t.Name(), "_", "-"))
+	if len(ns) > 50 {
+		ns = ns[:50]
+	}
+	err := kube.Namespace(t.Context(), ns, map[string]string{"pod-security.kubernetes.io/enforce": "restricted"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, ns: ns, logs: &syncBuffer{}}
+	t.Cleanup(e.stopController)
+	return e
+}
+
+func (e *env) startController() {
+	logger, err := logging.New(logging.FormatJSON, 2, e.logs)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(logging.IntoContext(context.Background(), logger))
+	e.stop, e.done = cancel, make(chan struct{})
+	c := controller.New(kube.Client, controller.Options{Namespace: e.ns, NoopImage: noopImage})
+	go func() {
+		defer close(e.done)
+		if err := c.Run(ctx, 4); err != nil {
+			e.t.Errorf("controller: %v", err)
+		}
+	}()
+}
+
+func (e *env) stopController() {
+	if e.stop != nil {
+		e.stop()
+		<-e.done
+		e.stop = nil
+	}
+}
+
+// nodes creates n Ready fake nodes labeled for this test, named <ns>-<prefix>-NNN.
+func (e *env) nodes(prefix string, n int, mutate ...func(*cluster.NodeSpec)) []string {
+	e.t.Helper()
+	specs := cluster.FakeNodes(e.ns+"-"+prefix, n)
+	for i := range specs {
+		specs[i].Labels = map[string]string{"e2e": e.ns}
+		for _, m := range mutate {
+			m(&specs[i])
+		}
+	}
+	if err := kube.CreateNodes(e.t.Context(), specs...); err != nil {
+		e.t.Fatal(err)
+	}
+	names := cluster.Names(specs)
+	if err := kube.WaitNodesReady(e.t.Context(), names...); err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() {
+		for _, n := range names {
+			_ = kube.DeleteNode(context.Background(), n)
+		}
+	})
+	return names
+}
+
+func (e *env) applySpec(name, spec string) {
+	e.t.Helper()
+	cm := &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: e.ns, Labels: map[string]string{config.ConfigLabel: "true"}},
+		Data:       map[string]string{config.SpecKey: spec},
+	}
+	cms := kube.Client.CoreV1().ConfigMaps(e.ns)
+	_, err := cms.Create(e.t.Context(), cm, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		var cur *corev1.ConfigMap
+		if cur, err = cms.Get(e.t.Context(), name, metav1.GetOptions{}); err == nil {
+			cur.Data = cm.Data
+			_, err = cms.Update(e.t.Context(), cur, metav1.UpdateOptions{})
+		}
+	}
+	if err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func (e *env) credentials(name, user, password string) {
+	e.t.Helper()
+	s := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: e.ns},
+		Type:       corev1.SecretTypeBasicAuth,
+		StringData: map[string]string{corev1.BasicAuthUsernameKey: user, corev1.BasicAuthPasswordKey: password},
+	}
+	if _, err := kube.Client.CoreV1().Secrets(e.ns).Create(e.t.Context(), s, metav1.CreateOptions{}); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// status waits until the spec's status ConfigMap satisfies cond and returns it.
+func (e *env) waitStatus(spec string, what string, cond func(*status.Status) bool) *status.Status {
+	e.t.Helper()
+	var last *status.Status
+	e.eventually(what, 2*time.Minute, func(ctx context.Context) (bool, error) {
+		cm, err := kube.Client.CoreV1().ConfigMaps(e.ns).Get(ctx, status.Name(spec), metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		last, err = status.FromConfigMap(spec, cm)
+		return err == nil && cond(last), nil
+	})
+	return last
+}
+
+func phaseIs(phase string) func(*status.Status) bool {
+	return func(s *status.Status) bool { return s.Phase == phase }
+}
+
+func (e *env) eventually(what string, timeout time.Duration, cond wait.ConditionWithContextFunc) {
+	e.t.Helper()
+	if err := wait.PollUntilContextTimeout(e.t.Context(), 100*time.Millisecond, timeout, true, cond); err != nil {
+		e.t.Fatalf("waiting for %s: %v\ncontroller log tail:\n%s", what, err, e.logs.tail(3000))
+	}
+}
+
+func (e *env) jobs() []batchv1.Job {
+	e.t.Helper()
+	list, err := kube.Client.BatchV1().Jobs(e.ns).List(e.t.Context(), metav1.ListOptions{LabelSelector: jobs.LabelApp + "=" + jobs.AppName})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return list.Items
+}
+
+func (e *env) secrets() []corev1.Secret {
+	e.t.Helper()
+	list, err := kube.Client.CoreV1().Secrets(e.ns).List(e.t.Context(), metav1.ListOptions{LabelSelector: jobs.LabelApp + "=" + jobs.AppName})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return list.Items
+}
+
+func (e *env) events() []corev1.Event {
+	e.t.Helper()
+	list, err := kube.Client.CoreV1().Events(e.ns).List(e.t.Context(), metav1.ListOptions{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return list.Items
+}
+
+// jobWatch records, from a watch on the namespace's Jobs, the most Jobs active at once
+// and how many times a Job was created for each node.
+type jobWatch struct {
+	mu        sync.Mutex
+	active    map[string]bool
+	maxActive int
+	created   map[string]int // node → Job ADDED events with distinct UIDs
+	uids      map[string]bool
+	firstSeen chan struct{}
+	first     sync.Once
+	stop      func()
+}
+
+func (e *env) watchJobs() *jobWatch {
+	e.t.Helper()
+	w, err := kube.Client.BatchV1().Jobs(e.ns).Watch(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	jw := &jobWatch{active: map[string]bool{}, created: map[string]int{}, uids: map[string]bool{}, firstSeen: make(chan struct{}), stop: w.Stop}
+	go func() {
+		for ev := range w.ResultChan() {
+			if job, ok := ev.Object.(*batchv1.Job); ok {
+				jw.observe(ev.Type, job)
+			}
+		}
+	}()
+	e.t.Cleanup(w.Stop)
+	return jw
+}
+
+func (jw *jobWatch) observe(t watch.EventType, job *batchv1.Job) {
+	jw.mu.Lock()
+	defer jw.mu.Unlock()
+	if !jw.uids[string(job.UID)] {
+		jw.uids[string(job.UID)] = true
+		jw.created[jobs.NodeOf(job)]++
+		jw.first.Do(func() { close(jw.firstSeen) })
+	}
+	finished := t == watch.Deleted || job.DeletionTimestamp != nil
+	for _, c := range job.Status.Conditions {
+		if (c.Type == batchv1.JobComplete || c.Type == batchv1.JobFailed) && c.Status == corev1.ConditionTrue {
+			finished = true
+		}
+	}
+	if finished {
+		delete(jw.active, job.Name)
+	} else {
+		jw.active[job.Name] = true
+	}
+	jw.maxActive = max(jw.maxActive, len(jw.active))
+}
+
+func (jw *jobWatch) snapshot() (maxActive int, created map[string]int) {
+	jw.mu.Lock()
+	defer jw.mu.Unlock()
+	created = make(map[string]int, len(jw.created))
+	for k, v := range jw.created {
+		created[k] = v
+	}
+	return jw.maxActive, created
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func (b *syncBuffer) tail(n int) string {
+	s := b.String()
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
