@@ -2,6 +2,7 @@
 // flags turn the controller (and later the webhook and task API) on or off.
 //
 //	image-prewarm [flags]     run (see --help)
+//	image-prewarm status      show each prewarm run (--watch, -o json)
 //	image-prewarm version     print the version
 package main
 
@@ -27,6 +28,9 @@ func run(args []string) int {
 	if len(args) > 0 && args[0] == "version" {
 		fmt.Printf("image-prewarm %s (%s)\n", metrics.Version, runtime.Version())
 		return 0
+	}
+	if len(args) > 0 && args[0] == "status" {
+		return runStatus(args[1:], os.Stdout, os.Stderr)
 	}
 	if len(args) > 0 && args[0] == "run" {
 		args = args[1:]

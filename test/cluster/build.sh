@@ -24,6 +24,10 @@ if have_all; then echo "$BIN"; exit 0; fi
 
 log() { echo "build.sh: $*" >&2; }
 mkdir -p "$BIN"
+# Test packages may start at once on a cold machine: one builds, the others wait.
+exec 9>"$CACHE/$KEY/.lock"
+flock 9
+if have_all; then echo "$BIN"; exit 0; fi
 export GOFLAGS=-mod=mod CGO_ENABLED=0 GOTOOLCHAIN=local
 started=$(date +%s)
 

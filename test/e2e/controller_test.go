@@ -299,4 +299,3 @@ func TestControllerRestartMidRollout(t *testing.T) {
 	e.eventually("Secret reaped", 30*time.Second, func(context.Context) (bool, error) { return len(e.secrets()) == 0, nil })
 	e.assertNoCredentialLeak()
 }
-

@@ -1,0 +1,143 @@
+// Command demo is `make demo`: a local control plane with 30 fake GPU nodes (pulls take
+// 2–6 s, one image fails with 401 on three nodes), the controller, and the sample spec
+// with a private registry; it shows progress live until the rollout ends, then a summary.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	_ "embed"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/image-prewarm/image-prewarm/pkg/cli"
+	"github.com/image-prewarm/image-prewarm/pkg/config"
+	"github.com/image-prewarm/image-prewarm/pkg/controller"
+	"github.com/image-prewarm/image-prewarm/pkg/jobs"
+	"github.com/image-prewarm/image-prewarm/pkg/logging"
+	"github.com/image-prewarm/image-prewarm/test/cluster"
+)
+
+//go:embed prewarm.yaml
+var sampleSpec string
+
+const namespace = "image-prewarm"
+
+func main() {
+	nodes := flag.Int("nodes", 30, "fake nodes")
+	keep := flag.Bool("keep", false, "leave the cluster running after the rollout (stop it with make cluster-down)")
+	flag.Parse()
+	if err := run(*nodes, *keep); err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		os.Exit(1)
+	}
+}
+
+func run(nodes int, keep bool) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	dir := filepath.Join(filepath.Dir(cluster.DefaultStateDir()), "demo")
+	_ = cluster.StopRecorded(dir)
+	_ = os.RemoveAll(dir)
+	fmt.Println("▶ starting the local control plane (first run builds it: several minutes) …")
+	kube, err := cluster.Start(ctx, cluster.Options{Dir: dir, Detached: keep, Pulls: cluster.PullBehaviour{
+		Delay: 2 * time.Second, Jitter: 4 * time.Second,
+		FailImagePattern: `^harbor\.example\.com/ml/cuda-runtime`, FailNodePattern: `gpu-(007|013|021)$`,
+	}})
+	if err != nil {
+		return err
+	}
+	if !keep {
+		defer kube.Stop()
+	}
+	if err := setup(ctx, kube, nodes); err != nil {
+		return err
+	}
+	logFile, err := os.Create(filepath.Join(dir, "logs", "image-prewarm.log"))
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	logger, _ := logging.New(logging.FormatJSON, 1, logFile)
+	ctrlCtx, stopCtrl := context.WithCancel(logging.IntoContext(ctx, logger))
+	ctrlDone := make(chan struct{})
+	defer func() { stopCtrl(); <-ctrlDone }() // before the log file closes
+	go func() {
+		defer close(ctrlDone)
+		c := controller.New(kube.Client, controller.Options{Namespace: namespace, NoopImage: "ghcr.io/image-prewarm/image-prewarm:demo"})
+		_ = c.Run(ctrlCtx, 4)
+	}()
+	fmt.Printf("▶ controller running (log: %s); applying the sample spec\n\n", logFile.Name())
+	if err := applySpec(ctx, kube); err != nil {
+		return err
+	}
+	terminal := cli.IsTerminal(os.Stdout)
+	if err := cli.Watch(ctx, kube.Client, namespace, os.Stdout, terminal, true, time.Second); err != nil {
+		return err
+	}
+	time.Sleep(1500 * time.Millisecond) // let the Secret deletion and final Events land
+	return summary(ctx, kube, keep)
+}
+
+func setup(ctx context.Context, kube *cluster.Cluster, n int) error {
+	specs := cluster.FakeNodes("gpu", n)
+	for i := range specs {
+		specs[i].Labels = map[string]string{"node.kubernetes.io/instance-type": "g5.xlarge"}
+	}
+	if err := kube.CreateNodes(ctx, specs...); err != nil {
+		return err
+	}
+	if err := kube.WaitNodesReady(ctx, cluster.Names(specs)...); err != nil {
+		return err
+	}
+	fmt.Printf("▶ %d fake g5.xlarge nodes Ready\n", n)
+	if err := kube.Namespace(ctx, namespace, map[string]string{"pod-security.kubernetes.io/enforce": "restricted"}); err != nil {
+		return err
+	}
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "harbor-robot", Namespace: namespace},
+		Type:       corev1.SecretTypeBasicAuth,
+		StringData: map[string]string{"username": "robot$prewarm", "password": rand.Text()},
+	}
+	_, err := kube.Client.CoreV1().Secrets(namespace).Create(ctx, secret, metav1.CreateOptions{})
+	return err
+}
+
+func applySpec(ctx context.Context, kube *cluster.Cluster) error {
+	cm := &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: "ml-images", Namespace: namespace, Labels: map[string]string{config.ConfigLabel: "true"}},
+		Data:       map[string]string{config.SpecKey: sampleSpec},
+	}
+	_, err := kube.Client.CoreV1().ConfigMaps(namespace).Create(ctx, cm, metav1.CreateOptions{})
+	return err
+}
+
+func summary(ctx context.Context, kube *cluster.Cluster, keep bool) error {
+	secrets, err := kube.Client.CoreV1().Secrets(namespace).List(ctx, metav1.ListOptions{LabelSelector: jobs.LabelApp + "=" + jobs.AppName})
+	if err != nil {
+		return err
+	}
+	events, err := kube.Client.CoreV1().Events(namespace).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=ml-images"})
+	if err != nil {
+		return err
+	}
+	sort.Slice(events.Items, func(i, j int) bool { return events.Items[i].LastTimestamp.Before(&events.Items[j].LastTimestamp) })
+	fmt.Println("\n▶ Events on ConfigMap ml-images:")
+	for _, ev := range events.Items {
+		fmt.Printf("  %-8s %-28s %s\n", ev.Type, ev.Reason, ev.Message)
+	}
+	fmt.Printf("\n▶ ephemeral pull Secrets left: %d (reaped once every node reported)\n", len(secrets.Items))
+	if keep {
+		fmt.Printf("▶ cluster kept: kubectl --kubeconfig %s get jobs,cm -n %s; stop with make cluster-down\n", kube.Kubeconfig, namespace)
+	}
+	return nil
+}
