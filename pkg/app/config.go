@@ -32,6 +32,17 @@ type Config struct {
 	LeaseDuration  time.Duration
 	// Identity names this replica in the Lease; defaults to the host name.
 	Identity string
+	// Webhook serves the mutating and validating admission webhooks on WebhookPort with
+	// the certificate in CertDir (tls.crt, tls.key; reloaded when the files change).
+	Webhook     bool
+	WebhookPort int
+	CertDir     string
+	// TaskAPI serves /api/v1/tasks on TaskAPIAddr (TLS with CertDir unless TaskAPIPlainHTTP).
+	TaskAPI          bool
+	TaskAPIAddr      string
+	TaskAPIPlainHTTP bool
+	// TaskRetention is how long finished tasks are kept before they are cleaned up.
+	TaskRetention time.Duration
 	// MetricsAddr serves /metrics, /healthz and /readyz; empty turns it off.
 	MetricsAddr  string
 	LogFormat    string
@@ -56,6 +67,13 @@ func Parse(args []string, out io.Writer) (*Config, error) {
 	fs.StringVar(&c.LeaseName, "lease-name", "image-prewarm-controller", "name of the leader election Lease")
 	fs.DurationVar(&c.LeaseDuration, "lease-duration", 15*time.Second, "leader election lease duration")
 	fs.StringVar(&c.Identity, "identity", envOr("POD_NAME", host), "this replica's name in the Lease")
+	fs.BoolVar(&c.Webhook, "webhook", true, "serve the admission webhooks")
+	fs.IntVar(&c.WebhookPort, "webhook-port", 9443, "webhook HTTPS port")
+	fs.StringVar(&c.CertDir, "cert-dir", "/tls", "directory with tls.crt and tls.key for the webhook and task API")
+	fs.BoolVar(&c.TaskAPI, "task-api", true, "serve the task API (/api/v1/tasks)")
+	fs.StringVar(&c.TaskAPIAddr, "task-api-addr", ":8443", "task API address")
+	fs.BoolVar(&c.TaskAPIPlainHTTP, "task-api-plain-http", false, "serve the task API without TLS (local use only)")
+	fs.DurationVar(&c.TaskRetention, "task-retention", 24*time.Hour, "how long finished tasks are kept")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", ":8080", "address for /metrics, /healthz, /readyz; empty: off")
 	fs.StringVar(&c.LogFormat, "log-format", logging.FormatJSON, "log format: json or console")
 	fs.IntVar(&c.LogVerbosity, "v", 0, "log verbosity (0..10)")
@@ -85,6 +103,20 @@ func (c *Config) Validate() error {
 	}
 	if msgs := validation.IsDNS1123Subdomain(c.LeaseName); len(msgs) > 0 {
 		errs = append(errs, fmt.Errorf("--lease-name %q: %s", c.LeaseName, msgs[0]))
+	}
+	if c.Webhook && (c.WebhookPort < 1 || c.WebhookPort > 65535) {
+		errs = append(errs, fmt.Errorf("--webhook-port %d: want 1..65535", c.WebhookPort))
+	}
+	if (c.Webhook || (c.TaskAPI && !c.TaskAPIPlainHTTP)) && c.CertDir == "" {
+		errs = append(errs, errors.New("--cert-dir: required for the webhook and the TLS task API"))
+	}
+	if c.TaskAPI {
+		if _, _, err := net.SplitHostPort(c.TaskAPIAddr); err != nil {
+			errs = append(errs, fmt.Errorf("--task-api-addr %q: %w", c.TaskAPIAddr, err))
+		}
+		if c.TaskRetention < time.Minute {
+			errs = append(errs, fmt.Errorf("--task-retention %v: want at least 1m", c.TaskRetention))
+		}
 	}
 	if c.MetricsAddr != "" {
 		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {

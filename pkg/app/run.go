@@ -42,7 +42,7 @@ func Run(ctx context.Context, cfg *Config, restCfg *rest.Config, logger logr.Log
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errs := make(chan error, 2)
+	errs := make(chan error, 3)
 	if cfg.MetricsAddr != "" {
 		srv, err := serveMetrics(cfg.MetricsAddr, logger)
 		if err != nil {
@@ -52,6 +52,12 @@ func Run(ctx context.Context, cfg *Config, restCfg *rest.Config, logger logr.Log
 	}
 	if cfg.Controller {
 		go func() { errs <- runController(ctx, cfg, client) }()
+	}
+	if cfg.Webhook {
+		go func() { errs <- runWebhook(ctx, cfg, client) }()
+	}
+	if cfg.TaskAPI {
+		go func() { errs <- runTaskAPI(ctx, cfg, client) }()
 	}
 	select {
 	case <-ctx.Done():

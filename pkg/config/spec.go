@@ -74,6 +74,11 @@ type Spec struct {
 	Rollout     Rollout             `json:"rollout,omitzero"`
 	// Once marks a one-shot task (set by the task API).
 	Once bool `json:"once,omitempty"`
+	// PullSecret names an existing kubernetes.io/dockerconfigjson Secret that already
+	// holds this run's credentials (the task API writes a task's credentials straight
+	// into it). The controller uses it for the Jobs, never re-creates it, and deletes it
+	// when every node has reported. Mutually exclusive with credentialsSecret.
+	PullSecret string `json:"pullSecret,omitempty"`
 }
 
 // Registry is a registry the spec knows about, optionally with credentials.

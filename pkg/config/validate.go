@@ -84,7 +84,22 @@ func (s *Spec) Validate() error {
 	validateNodeSelector(s.NodeSelector, &p)
 	validateTolerations(s.Tolerations, &p)
 	validateRollout(s.Rollout, &p)
+	validatePullSecret(s, &p)
 	return p.err()
+}
+
+// validatePullSecret: a task's pre-made Secret and credentialsSecrets would be two
+// sources of credentials for one run; only one is allowed.
+func validatePullSecret(s *Spec, p *problems) {
+	if s.PullSecret == "" {
+		return
+	}
+	p.addAll("pullSecret", "not a valid Secret name: ", content.IsDNS1123Subdomain(s.PullSecret))
+	for i, r := range s.Registries {
+		if r.CredentialsSecret != "" {
+			p.add(fmt.Sprintf("registries[%d].credentialsSecret", i), "must be empty when pullSecret is set")
+		}
+	}
 }
 
 // validateRegistries returns the canonical hosts of the valid servers, for

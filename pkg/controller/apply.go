@@ -61,6 +61,9 @@ func (c *Controller) ensureSecret(ctx context.Context, cm *corev1.ConfigMap, rs 
 	if rs.secretPresent != nil && *rs.secretPresent {
 		return nil
 	}
+	if rs.spec.PullSecret != "" {
+		return c.checkTaskSecret(ctx, cm, rs)
+	}
 	data, err := c.dockerConfig(ctx, rs)
 	if err == nil {
 		secret := jobs.BuildSecret(jobs.RunRef{Namespace: c.opts.Namespace, Spec: cm.Name, RunID: rs.runID}, data)
@@ -113,15 +116,32 @@ func (c *Controller) reapSecret(ctx context.Context, cm *corev1.ConfigMap, rs *r
 	if !needsSecret(rs.spec) || (rs.secretPresent != nil && !*rs.secretPresent) {
 		return nil
 	}
-	if err := c.deleteSecret(ctx, cm, rs.runID); err != nil {
+	if err := c.deleteSecretNamed(ctx, cm, pullSecretName(rs), rs.runID); err != nil {
 		return err
 	}
 	rs.secretPresent = new(false)
 	return nil
 }
 
+// checkTaskSecret verifies that a task's pre-made Secret exists; the controller cannot
+// re-create it because the credentials were never stored anywhere else.
+func (c *Controller) checkTaskSecret(ctx context.Context, cm *corev1.ConfigMap, rs *runState) error {
+	_, err := c.client.CoreV1().Secrets(c.opts.Namespace).Get(ctx, rs.spec.PullSecret, metav1.GetOptions{})
+	if err != nil {
+		metrics.SecretFailures.WithLabelValues("read").Inc()
+		rs.failure = fmt.Sprintf("pull Secret: pullSecret %q: %v", rs.spec.PullSecret, err)
+		c.recorder.Event(cm, corev1.EventTypeWarning, "PullSecretFailed", truncateEvent(rs.failure))
+		return fmt.Errorf("pullSecret %q: %w", rs.spec.PullSecret, err)
+	}
+	rs.secretPresent = new(true)
+	return nil
+}
+
 func (c *Controller) deleteSecret(ctx context.Context, cm *corev1.ConfigMap, runID string) error {
-	name := jobs.SecretName(runID)
+	return c.deleteSecretNamed(ctx, cm, jobs.SecretName(runID), runID)
+}
+
+func (c *Controller) deleteSecretNamed(ctx context.Context, cm *corev1.ConfigMap, name, runID string) error {
 	err := c.client.CoreV1().Secrets(c.opts.Namespace).Delete(ctx, name, metav1.DeleteOptions{})
 	if apierrors.IsNotFound(err) {
 		return nil
@@ -141,8 +161,8 @@ func (c *Controller) deleteSecret(ctx context.Context, cm *corev1.ConfigMap, run
 // teardown removes everything of a deleted spec: Jobs, Secrets, status.
 func (c *Controller) teardown(ctx context.Context, spec string) error {
 	rs := c.currentRun(spec)
-	if rs != nil {
-		if err := c.deleteSecret(ctx, nil, rs.runID); err != nil {
+	if rs != nil && rs.spec != nil && needsSecret(rs.spec) {
+		if err := c.deleteSecretNamed(ctx, nil, pullSecretName(rs), rs.runID); err != nil {
 			return err
 		}
 	}

@@ -150,6 +150,9 @@ func registryCaps(spec *config.Spec) map[string]int {
 }
 
 func needsSecret(spec *config.Spec) bool {
+	if spec.PullSecret != "" {
+		return true
+	}
 	for _, r := range spec.Registries {
 		if r.CredentialsSecret != "" {
 			return true
@@ -220,9 +223,17 @@ func (c *Controller) jobParams(rs *runState, node string) jobs.JobParams {
 		p.Retries = *spec.Rollout.Retries
 	}
 	if needsSecret(spec) {
-		p.PullSecret = jobs.SecretName(rs.runID)
+		p.PullSecret = pullSecretName(rs)
 	}
 	return p
 }
 
 var backgroundDeletion = metav1.DeleteOptions{PropagationPolicy: new(metav1.DeletePropagationBackground)}
+
+// pullSecretName is the run's pull Secret: the task's own, or one per run.
+func pullSecretName(rs *runState) string {
+	if rs.spec.PullSecret != "" {
+		return rs.spec.PullSecret
+	}
+	return jobs.SecretName(rs.runID)
+}
