@@ -1,0 +1,162 @@
+package controller
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+
+	"github.com/image-prewarm/image-prewarm/pkg/config"
+	"github.com/image-prewarm/image-prewarm/pkg/status"
+)
+
+const ns = "image-prewarm"
+
+func specConfigMap(name, spec string) *corev1.ConfigMap {
+	return &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, UID: "uid-" + "x", Labels: map[string]string{config.ConfigLabel: "true"}},
+		Data:       map[string]string{config.SpecKey: spec},
+	}
+}
+
+func basicAuth(name string) *corev1.Secret {
+	return &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Type:       corev1.SecretTypeBasicAuth,
+		Data:       map[string][]byte{"username": []byte("robot"), "password": []byte("hunter2")},
+	}
+}
+
+func startFake(t *testing.T, objs ...any) *fake.Clientset {
+	t.Helper()
+	client := fake.NewClientset()
+	for _, o := range objs {
+		var err error
+		switch v := o.(type) {
+		case *corev1.Node:
+			_, err = client.CoreV1().Nodes().Create(t.Context(), v, metav1.CreateOptions{})
+		case *corev1.Secret:
+			_, err = client.CoreV1().Secrets(ns).Create(t.Context(), v, metav1.CreateOptions{})
+		case *corev1.ConfigMap:
+			_, err = client.CoreV1().ConfigMaps(ns).Create(t.Context(), v, metav1.CreateOptions{})
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := New(client, Options{Namespace: ns, NoopImage: "noop:1", StatusInterval: time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = c.Run(ctx, 2) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return client
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	err := wait.PollUntilContextTimeout(t.Context(), 5*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) { return cond(), nil })
+	if err != nil {
+		t.Fatalf("waiting for %s: %v", what, err)
+	}
+}
+
+func listJobs(t *testing.T, client *fake.Clientset) []batchv1.Job {
+	list, err := client.BatchV1().Jobs(ns).List(t.Context(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return list.Items
+}
+
+func completeAll(t *testing.T, client *fake.Clientset) {
+	for _, j := range listJobs(t, client) {
+		j.Status.Conditions = []batchv1.JobCondition{{Type: batchv1.JobComplete, Status: corev1.ConditionTrue}}
+		if _, err := client.BatchV1().Jobs(ns).UpdateStatus(t.Context(), &j, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestSecretBeforeJobsWindowAndReap(t *testing.T) {
+	spec := "registries: [{server: harbor.x, credentialsSecret: robot}]\nimages: [harbor.x/a:1]\nrollout: {maxConcurrentNodes: 2}\n"
+	client := startFake(t, node("n1", ready), node("n2", ready), node("n3", ready), basicAuth("robot"), specConfigMap("ml", spec))
+	eventually(t, "2 Jobs (the window)", func() bool { return len(listJobs(t, client)) == 2 })
+	time.Sleep(50 * time.Millisecond)
+	if n := len(listJobs(t, client)); n != 2 {
+		t.Fatalf("%d Jobs with a window of 2", n)
+	}
+	firstSecret, firstJob := -1, -1
+	for i, a := range client.Actions() {
+		if a.GetVerb() != "create" {
+			continue
+		}
+		switch a.GetResource().Resource {
+		case "secrets":
+			if firstSecret < 0 && a.(k8stesting.CreateAction).GetObject().(*corev1.Secret).Type == corev1.SecretTypeDockerConfigJson {
+				firstSecret = i
+			}
+		case "jobs":
+			if firstJob < 0 {
+				firstJob = i
+			}
+		}
+	}
+	if firstSecret < 0 || firstSecret > firstJob {
+		t.Fatalf("pull Secret created at action %d, first Job at %d: the Secret must come first", firstSecret, firstJob)
+	}
+	completeAll(t, client)
+	eventually(t, "the third Job", func() bool { return len(listJobs(t, client)) == 3 })
+	completeAll(t, client)
+	eventually(t, "pull Secret reaped", func() bool {
+		list, _ := client.CoreV1().Secrets(ns).List(t.Context(), metav1.ListOptions{})
+		return len(list.Items) == 1 // only the credentials Secret is left
+	})
+}
+
+func TestInvalidSpecReportedWithPaths(t *testing.T) {
+	client := startFake(t, node("n1", ready), specConfigMap("bad", "images: [\"Not A Ref\"]\nrollout: {maxConcurrentNodes: 0}\n"))
+	eventually(t, "Invalid status", func() bool {
+		cm, err := client.CoreV1().ConfigMaps(ns).Get(t.Context(), status.Name("bad"), metav1.GetOptions{})
+		return err == nil && cm.Data[status.KeyPhase] == status.PhaseInvalid
+	})
+	cm, _ := client.CoreV1().ConfigMaps(ns).Get(t.Context(), status.Name("bad"), metav1.GetOptions{})
+	for _, path := range []string{"images[0]", "rollout.maxConcurrentNodes"} {
+		if !strings.Contains(cm.Data[status.KeyMessage], path) {
+			t.Errorf("status message %q lacks %s", cm.Data[status.KeyMessage], path)
+		}
+	}
+	if jobs := listJobs(t, client); len(jobs) != 0 {
+		t.Fatalf("an invalid spec created %d Jobs", len(jobs))
+	}
+}
+
+func TestMissingCredentialsFailsRunWithoutJobs(t *testing.T) {
+	spec := "registries: [{server: harbor.x, credentialsSecret: absent}]\nimages: [harbor.x/a:1]\n"
+	client := startFake(t, node("n1", ready), specConfigMap("ml", spec))
+	eventually(t, "Failed status", func() bool {
+		cm, err := client.CoreV1().ConfigMaps(ns).Get(t.Context(), status.Name("ml"), metav1.GetOptions{})
+		return err == nil && cm.Data[status.KeyPhase] == status.PhaseFailed
+	})
+	cm, _ := client.CoreV1().ConfigMaps(ns).Get(t.Context(), status.Name("ml"), metav1.GetOptions{})
+	if !strings.Contains(cm.Data[status.KeyMessage], `credentialsSecret "absent"`) {
+		t.Errorf("message %q does not name the Secret", cm.Data[status.KeyMessage])
+	}
+	if jobs := listJobs(t, client); len(jobs) != 0 {
+		t.Fatalf("%d Jobs created without a pull Secret", len(jobs))
+	}
+}
+
+func TestRunIDDependsOnNameAndContent(t *testing.T) {
+	a, _ := config.Parse([]byte("images: [nginx:1]"))
+	b, _ := config.Parse([]byte("images: [nginx:2]"))
+	if runIDFor("x", a) == runIDFor("y", a) || runIDFor("x", a) == runIDFor("x", b) || runIDFor("x", a) != runIDFor("x", a) {
+		t.Fatal("run IDs must differ across names and contents and be stable")
+	}
+}
