@@ -43,6 +43,10 @@ test: lint build unit integration ## Everything CI runs: lint, build, unit and i
 bench: ## Benchmarks (rolling window simulator, Decide)
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./pkg/rollout/
 
+.PHONY: fault
+fault: cluster-binaries ## Fault scenarios in full (200 nodes, 5 kills); make test runs the short form
+	IMAGE_PREWARM_FAULT=full $(GO) test -count=1 -v -timeout 30m ./test/fault/
+
 .PHONY: fuzz
 fuzz: ## Fuzz every parser for FUZZTIME each (default 30s)
 	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; echo "fuzz $$pkg $$fn"; $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg; done

@@ -84,28 +84,28 @@ func runController(ctx context.Context, cfg *Config, client kubernetes.Interface
 		Client:     client.CoordinationV1(),
 		LockConfig: resourcelock.ResourceLockConfig{Identity: cfg.Identity},
 	}
-	lost := make(chan struct{})
-	leaderelection.RunOrDie(ctx, leaderelection.LeaderElectionConfig{
-		Lock:            lock,
-		LeaseDuration:   cfg.LeaseDuration,
-		RenewDeadline:   cfg.LeaseDuration * 2 / 3,
-		RetryPeriod:     cfg.LeaseDuration / 7,
-		ReleaseOnCancel: true,
-		Name:            cfg.LeaseName,
-		Callbacks: leaderelection.LeaderCallbacks{
-			OnStartedLeading: start,
-			OnStoppedLeading: func() {
-				metrics.IsLeader.WithLabelValues().Set(0)
-				close(lost)
+	// Losing the lease (e.g. the API server was away longer than the renew deadline)
+	// stops this replica's controller; it then competes again instead of exiting, so an
+	// API server outage heals without a pod restart. The controller's state is rebuilt
+	// from the cluster each time it starts.
+	for ctx.Err() == nil {
+		leaderelection.RunOrDie(ctx, leaderelection.LeaderElectionConfig{
+			Lock:            lock,
+			LeaseDuration:   cfg.LeaseDuration,
+			RenewDeadline:   cfg.LeaseDuration * 2 / 3,
+			RetryPeriod:     cfg.LeaseDuration / 7,
+			ReleaseOnCancel: true,
+			Name:            cfg.LeaseName,
+			Callbacks: leaderelection.LeaderCallbacks{
+				OnStartedLeading: start,
+				OnStoppedLeading: func() {
+					metrics.IsLeader.WithLabelValues().Set(0)
+					logging.FromContext(ctx).Info("leadership lost; competing again")
+				},
 			},
-		},
-	})
-	select {
-	case <-ctx.Done():
-		return nil
-	case <-lost:
-		return errors.New("leader election lost")
+		})
 	}
+	return nil
 }
 
 // serveMetrics serves /metrics, /healthz and /readyz until closed.

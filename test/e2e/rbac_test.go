@@ -1,0 +1,249 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	authnv1 "k8s.io/api/authentication/v1"
+	authzv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+
+	"github.com/image-prewarm/image-prewarm/pkg/controller"
+	"github.com/image-prewarm/image-prewarm/pkg/jobs"
+	"github.com/image-prewarm/image-prewarm/pkg/logging"
+	"github.com/image-prewarm/image-prewarm/pkg/status"
+)
+
+// TestRBACControllerRunsAsChartServiceAccount applies the chart's RBAC for real and runs
+// the controller e2e rollout (20 nodes, private registry, window 5) as the chart's
+// ServiceAccount: the chart grants enough, and no more than DESIGN.md allows.
+func TestRBACControllerRunsAsChartServiceAccount(t *testing.T) {
+	e := newEnv(t)
+	// fullnameOverride: the cluster-scoped names are unique to this test.
+	objs := renderChart(t, "rbac", e.ns, "--set", "fullnameOverride="+e.ns)
+	applyForReal(t, ofKinds(objs, "ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"))
+	sa := oneOfKind(t, objs, "ServiceAccount").GetName()
+	client := impersonate(t, e.ns, sa)
+	lease := leaseNameOf(t, deploymentOf(t, objs).Spec.Template.Spec.Containers[0].Args)
+	checkAccess(t, client, e.ns, lease)
+	holdLease(t, client, e.ns, lease)
+
+	start := time.Now()
+	nodes := e.nodes("n", 20)
+	e.credentials("harbor-robot", "robot$prewarm", sentinel)
+	jw := e.watchJobs()
+	e.startControllerWith(client)
+	e.applySpec("ml", e.privateSpec(5, threeImages...))
+	<-jw.firstSeen
+	e.checkSecretWhileRunning()
+	st := e.waitStatus("ml", "run succeeded as the chart's ServiceAccount", phaseIs(status.PhaseSucceeded))
+	if st.Counts["Succeeded"] != len(nodes) || st.Total != len(nodes) {
+		t.Fatalf("counts %v total %d, want %d succeeded", st.Counts, st.Total, len(nodes))
+	}
+	if maxActive, _ := jw.snapshot(); maxActive > 5 {
+		t.Errorf("%d Jobs active at once, window 5", maxActive)
+	}
+	e.eventually("Secret reaped", 30*time.Second, func(context.Context) (bool, error) { return len(e.secrets()) == 0, nil })
+	e.stopController()
+	e.assertNoCredentialLeak()
+	e.assertRanWithoutDenials()
+	e.assertJobPodsAdmitted(len(nodes))
+	t.Logf("rollout of %d nodes as %s: %v", len(nodes), sa, time.Since(start).Round(time.Millisecond))
+}
+
+// impersonate returns a client acting as the ServiceAccount, with the groups a token of
+// that ServiceAccount carries, and logs who the API server sees.
+func impersonate(t *testing.T, ns, sa string) kubernetes.Interface {
+	t.Helper()
+	cfg := rest.CopyConfig(kube.Config)
+	cfg.Impersonate.UserName = fmt.Sprintf("system:serviceaccount:%s:%s", ns, sa)
+	cfg.Impersonate.Groups = []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"}
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	review, err := client.AuthenticationV1().SelfSubjectReviews().Create(t.Context(), &authnv1.SelfSubjectReview{}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("API server sees user %s, groups %v", review.Status.UserInfo.Username, review.Status.UserInfo.Groups)
+	return client
+}
+
+func leaseNameOf(t *testing.T, args []string) string {
+	t.Helper()
+	for _, a := range args {
+		if name, ok := strings.CutPrefix(a, "--lease-name="); ok {
+			return name
+		}
+	}
+	t.Fatalf("no --lease-name in %v", args)
+	return ""
+}
+
+// checkAccess asks the API server (SelfSubjectAccessReview as the ServiceAccount) what
+// the identity may do: what the controller, webhook and task API need, and nothing of
+// what DESIGN.md rules out.
+func checkAccess(t *testing.T, client kubernetes.Interface, ns, lease string) {
+	t.Helper()
+	type attrs = authzv1.ResourceAttributes
+	other := "default"
+	tests := map[string]struct {
+		attrs attrs
+		want  bool
+	}{
+		"nodes list":                   {attrs{Resource: "nodes", Verb: "list"}, true},
+		"nodes watch":                  {attrs{Resource: "nodes", Verb: "watch"}, true},
+		"nodes get":                    {attrs{Resource: "nodes", Verb: "get"}, true},
+		"nodes patch":                  {attrs{Resource: "nodes", Verb: "patch"}, false},
+		"tokenreviews create":          {attrs{Group: "authentication.k8s.io", Resource: "tokenreviews", Verb: "create"}, true},
+		"subjectaccessreviews create":  {attrs{Group: "authorization.k8s.io", Resource: "subjectaccessreviews", Verb: "create"}, true},
+		"jobs create":                  {attrs{Namespace: ns, Group: "batch", Resource: "jobs", Verb: "create"}, true},
+		"jobs delete":                  {attrs{Namespace: ns, Group: "batch", Resource: "jobs", Verb: "delete"}, true},
+		"jobs watch":                   {attrs{Namespace: ns, Group: "batch", Resource: "jobs", Verb: "watch"}, true},
+		"jobs update":                  {attrs{Namespace: ns, Group: "batch", Resource: "jobs", Verb: "update"}, false},
+		"pods list":                    {attrs{Namespace: ns, Resource: "pods", Verb: "list"}, true},
+		"pods create":                  {attrs{Namespace: ns, Resource: "pods", Verb: "create"}, false},
+		"pods exec":                    {attrs{Namespace: ns, Resource: "pods", Subresource: "exec", Verb: "create"}, false},
+		"secrets get":                  {attrs{Namespace: ns, Resource: "secrets", Verb: "get", Name: "harbor-robot"}, true},
+		"secrets create":               {attrs{Namespace: ns, Resource: "secrets", Verb: "create"}, true},
+		"secrets delete":               {attrs{Namespace: ns, Resource: "secrets", Verb: "delete", Name: "image-pull-secret-x"}, true},
+		"secrets list":                 {attrs{Namespace: ns, Resource: "secrets", Verb: "list"}, false},
+		"secrets watch":                {attrs{Namespace: ns, Resource: "secrets", Verb: "watch"}, false},
+		"secrets update":               {attrs{Namespace: ns, Resource: "secrets", Verb: "update"}, false},
+		"secrets list, all namespaces": {attrs{Resource: "secrets", Verb: "list"}, false},
+		"secrets get elsewhere":        {attrs{Namespace: other, Resource: "secrets", Verb: "get", Name: "x"}, false},
+		"secrets create elsewhere":     {attrs{Namespace: other, Resource: "secrets", Verb: "create"}, false},
+		"jobs create elsewhere":        {attrs{Namespace: other, Group: "batch", Resource: "jobs", Verb: "create"}, false},
+		"configmaps get elsewhere":     {attrs{Namespace: other, Resource: "configmaps", Verb: "get"}, false},
+		"configmaps watch":             {attrs{Namespace: ns, Resource: "configmaps", Verb: "watch"}, true},
+		"configmaps update":            {attrs{Namespace: ns, Resource: "configmaps", Verb: "update"}, true},
+		"configmaps delete":            {attrs{Namespace: ns, Resource: "configmaps", Verb: "delete"}, true},
+		"events create":                {attrs{Namespace: ns, Resource: "events", Verb: "create"}, true},
+		"events patch":                 {attrs{Namespace: ns, Resource: "events", Verb: "patch"}, true},
+		"lease create":                 {attrs{Namespace: ns, Group: "coordination.k8s.io", Resource: "leases", Verb: "create"}, true},
+		"lease get":                    {attrs{Namespace: ns, Group: "coordination.k8s.io", Resource: "leases", Verb: "get", Name: lease}, true},
+		"lease update":                 {attrs{Namespace: ns, Group: "coordination.k8s.io", Resource: "leases", Verb: "update", Name: lease}, true},
+		"other lease update":           {attrs{Namespace: ns, Group: "coordination.k8s.io", Resource: "leases", Verb: "update", Name: "kube-scheduler"}, false},
+		"tasks create":                 {attrs{Namespace: ns, Group: "image-prewarm.io", Resource: "tasks", Verb: "create"}, false},
+		"roles escalate":               {attrs{Namespace: ns, Group: "rbac.authorization.k8s.io", Resource: "roles", Verb: "create"}, false},
+	}
+	for name, tc := range tests {
+		review := &authzv1.SelfSubjectAccessReview{Spec: authzv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &tc.attrs}}
+		got, err := client.AuthorizationV1().SelfSubjectAccessReviews().Create(t.Context(), review, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if got.Status.Allowed != tc.want {
+			t.Errorf("%s (%+v): allowed=%v, want %v", name, tc.attrs, got.Status.Allowed, tc.want)
+		}
+	}
+}
+
+// holdLease runs leader election as the ServiceAccount on the chart's Lease: acquire
+// (create), renew (get, update) and release on cancel (update).
+func holdLease(t *testing.T, client kubernetes.Interface, ns, name string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	lock := &resourcelock.LeaseLock{
+		LeaseMeta:  metav1.ObjectMeta{Name: name, Namespace: ns},
+		Client:     client.CoordinationV1(),
+		LockConfig: resourcelock.ResourceLockConfig{Identity: "e2e-replica"},
+	}
+	renewals := 0
+	elector, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
+		Lock: lock, LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 200 * time.Millisecond,
+		ReleaseOnCancel: true, Name: name,
+		Callbacks: leaderelection.LeaderCallbacks{
+			OnStartedLeading: func(ctx context.Context) {
+				_ = wait.PollUntilContextCancel(ctx, 100*time.Millisecond, false, func(ctx context.Context) (bool, error) {
+					l, err := kube.Client.CoordinationV1().Leases(ns).Get(ctx, name, metav1.GetOptions{})
+					if err == nil && l.Spec.RenewTime != nil && l.Spec.AcquireTime != nil && l.Spec.RenewTime.After(l.Spec.AcquireTime.Time) {
+						renewals++
+					}
+					return renewals >= 2, nil
+				})
+				cancel()
+			},
+			OnStoppedLeading: func() {},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	elector.Run(ctx)
+	l, err := kube.Client.CoordinationV1().Leases(ns).Get(t.Context(), name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("Lease %s was not created as the ServiceAccount: %v", name, err)
+	}
+	if renewals < 2 || (l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity != "") {
+		t.Fatalf("Lease %s as the ServiceAccount: renewals seen %d, holder after release %v", name, renewals, l.Spec.HolderIdentity)
+	}
+}
+
+// startControllerWith runs the controller with client, as startController does with the
+// admin client; its log goes to e.logs and it stops when the test ends.
+func (e *env) startControllerWith(client kubernetes.Interface) {
+	logger, err := logging.New(logging.FormatJSON, 2, e.logs)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(logging.IntoContext(context.Background(), logger))
+	e.stop, e.done = cancel, make(chan struct{})
+	c := controller.New(client, controller.Options{Namespace: e.ns, NoopImage: noopImage})
+	go func() {
+		defer close(e.done)
+		if err := c.Run(ctx, 4); err != nil {
+			e.t.Errorf("controller: %v", err)
+		}
+	}()
+}
+
+// assertRanWithoutDenials: the controller logged no authorization failure and its Events
+// (create/patch) reached the API server.
+func (e *env) assertRanWithoutDenials() {
+	e.t.Helper()
+	if log := strings.ToLower(e.logs.String()); strings.Contains(log, "forbidden") {
+		e.t.Errorf("the controller was denied something:\n%s", e.logs.tail(3000))
+	}
+	reasons := map[string]int{}
+	for _, ev := range e.events() {
+		if ev.Source.Component == "image-prewarm" {
+			reasons[ev.Reason]++
+		}
+	}
+	if reasons["PullSecretCreated"] == 0 || len(reasons) < 2 {
+		e.t.Errorf("the controller's Events did not arrive: %v", reasons)
+	}
+}
+
+// assertJobPodsAdmitted: every prewarm Job's pod passed Pod Security "restricted"
+// admission in this namespace (the Job controller reports rejected pods as FailedCreate).
+func (e *env) assertJobPodsAdmitted(nodes int) {
+	e.t.Helper()
+	assertRestrictedEnforced(e.t, e.ns)
+	assertNoFailedCreate(e.t, e)
+	pods, err := kube.Client.CoreV1().Pods(e.ns).List(e.t.Context(), metav1.ListOptions{LabelSelector: jobs.LabelRun})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	succeeded := 0
+	for _, p := range pods.Items {
+		if p.Status.Phase == corev1.PodSucceeded {
+			succeeded++
+		}
+	}
+	if succeeded < nodes {
+		e.t.Errorf("%d prewarm pods succeeded, want one per node (%d)", succeeded, nodes)
+	}
+}

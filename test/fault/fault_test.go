@@ -1,0 +1,343 @@
+// Package fault proves the controller survives crashes, failover, an API server outage
+// and nodes vanishing mid-pull. The controller runs as a real process (the binary built
+// from cmd/image-prewarm) so that "killed" means SIGKILL, not a polite cancel.
+//
+// `make test` runs the short form; `make fault` (IMAGE_PREWARM_FAULT=full) the full one:
+// 200 nodes and 5 kills.
+package fault
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/apimachinery/pkg/watch"
+
+	"github.com/image-prewarm/image-prewarm/pkg/config"
+	"github.com/image-prewarm/image-prewarm/pkg/jobs"
+	"github.com/image-prewarm/image-prewarm/pkg/status"
+	"github.com/image-prewarm/image-prewarm/test/cluster"
+)
+
+var (
+	kube   *cluster.Cluster
+	binary string
+	full   = os.Getenv("IMAGE_PREWARM_FAULT") == "full"
+)
+
+func TestMain(m *testing.M) { os.Exit(run(m)) }
+
+func run(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "image-prewarm-fault-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if os.Getenv("IMAGE_PREWARM_KEEP_LOGS") == "" {
+		defer os.RemoveAll(dir)
+	} else {
+		fmt.Fprintln(os.Stderr, "keeping", dir)
+	}
+	binary = filepath.Join(dir, "image-prewarm")
+	build := exec.Command("go", "build", "-o", binary, "github.com/image-prewarm/image-prewarm/cmd/image-prewarm")
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build controller: %v\n%s", err, out)
+		return 1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	kube, err = cluster.Start(ctx, cluster.Options{Dir: filepath.Join(dir, "cluster"), Pulls: cluster.PullBehaviour{Delay: time.Second, Jitter: 2 * time.Second}})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer kube.Stop()
+	return m.Run()
+}
+
+// controllerProc is one image-prewarm process.
+type controllerProc struct {
+	identity string
+	cmd      *exec.Cmd
+	done     chan struct{}
+}
+
+func startController(t *testing.T, ns, identity string) *controllerProc {
+	t.Helper()
+	log, err := os.Create(filepath.Join(filepath.Dir(binary), ns+"-"+identity+".log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(binary, "--kubeconfig="+kube.Kubeconfig, "--namespace="+ns, "--noop-image=example.com/noop:1",
+		"--identity="+identity, "--lease-duration=4s", "--webhook=false", "--task-api=false", "--metrics-addr=", "--log-format=json")
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &controllerProc{identity: identity, cmd: cmd, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); log.Close(); close(p.done) }()
+	t.Cleanup(p.kill)
+	return p
+}
+
+func (p *controllerProc) kill() {
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
+// setup creates a restricted namespace, n nodes labeled for it, credentials, and a spec.
+func setup(t *testing.T, n, window int) (ns string, nodes []string) {
+	t.Helper()
+	ns = strings.ToLower(t.Name())
+	if err := kube.Namespace(t.Context(), ns, map[string]string{"pod-security.kubernetes.io/enforce": "restricted"}); err != nil {
+		t.Fatal(err)
+	}
+	specs := cluster.FakeNodes(ns, n)
+	for i := range specs {
+		specs[i].Labels = map[string]string{"fault": ns}
+	}
+	if err := kube.CreateNodes(t.Context(), specs...); err != nil {
+		t.Fatal(err)
+	}
+	nodes = cluster.Names(specs)
+	t.Cleanup(func() {
+		for _, name := range nodes {
+			_ = kube.DeleteNode(context.Background(), name)
+		}
+	})
+	if err := kube.WaitNodesReady(t.Context(), nodes...); err != nil {
+		t.Fatal(err)
+	}
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "robot", Namespace: ns}, Type: corev1.SecretTypeBasicAuth,
+		StringData: map[string]string{"username": "robot", "password": "fault-test"}}
+	if _, err := kube.Client.CoreV1().Secrets(ns).Create(t.Context(), secret, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return ns, nodes
+}
+
+func applySpec(t *testing.T, ns string, window int) {
+	t.Helper()
+	spec := fmt.Sprintf("registries: [{server: harbor.example.com, credentialsSecret: robot}]\nimages: [harbor.example.com/ml/a:1, nginx:1.27]\nnodeSelector: {fault: %s}\nrollout: {maxConcurrentNodes: %d}\n", ns, window)
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "spec", Namespace: ns, Labels: map[string]string{config.ConfigLabel: "true"}},
+		Data: map[string]string{config.SpecKey: spec}}
+	if _, err := kube.Client.CoreV1().ConfigMaps(ns).Create(t.Context(), cm, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// jobLedger counts, from a watch, the distinct Jobs created per node.
+type jobLedger struct {
+	mu      sync.Mutex
+	perNode map[string]map[string]bool // node → Job UIDs
+}
+
+func watchJobs(t *testing.T, ns string) *jobLedger {
+	t.Helper()
+	w, err := kube.Client.BatchV1().Jobs(ns).Watch(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Stop)
+	l := &jobLedger{perNode: map[string]map[string]bool{}}
+	go func() {
+		for ev := range w.ResultChan() {
+			job, ok := ev.Object.(*batchv1.Job)
+			if !ok || ev.Type == watch.Error {
+				continue
+			}
+			l.mu.Lock()
+			node := jobs.NodeOf(job)
+			if l.perNode[node] == nil {
+				l.perNode[node] = map[string]bool{}
+			}
+			l.perNode[node][string(job.UID)] = true
+			l.mu.Unlock()
+		}
+	}()
+	return l
+}
+
+func (l *jobLedger) nodesWithJobs() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.perNode)
+}
+
+// assertOneJobPerNode: no duplicate Job for any node, and no node lost.
+func (l *jobLedger) assertOneJobPerNode(t *testing.T, nodes []string) {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, n := range nodes {
+		if got := len(l.perNode[n]); got != 1 {
+			t.Errorf("node %s had %d Jobs, want exactly 1", n, got)
+		}
+	}
+}
+
+func waitSucceeded(t *testing.T, ns string, total int, timeout time.Duration) *status.Status {
+	t.Helper()
+	var st *status.Status
+	err := wait.PollUntilContextTimeout(t.Context(), 200*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		cm, err := kube.Client.CoreV1().ConfigMaps(ns).Get(ctx, status.Name("spec"), metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		st, err = status.FromConfigMap("spec", cm)
+		return err == nil && st.Phase == status.PhaseSucceeded && st.Total == total, nil
+	})
+	if err != nil {
+		t.Fatalf("rollout did not succeed: %v (last status %+v)", err, st)
+	}
+	return st
+}
+
+func assertNoPullSecretLeft(t *testing.T, ns string) {
+	t.Helper()
+	err := wait.PollUntilContextTimeout(t.Context(), 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		list, err := kube.Client.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{LabelSelector: jobs.LabelApp + "=" + jobs.AppName})
+		return err == nil && len(list.Items) == 0, nil
+	})
+	if err != nil {
+		t.Fatalf("orphan pull Secret left: %v", err)
+	}
+}
+
+func TestControllerKilledRepeatedly(t *testing.T) {
+	n, kills := 60, 3
+	if full {
+		n, kills = 200, 5
+	}
+	ns, nodes := setup(t, n, 20)
+	ledger := watchJobs(t, ns)
+	p := startController(t, ns, "solo")
+	applySpec(t, ns, 20)
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	for i := range kills {
+		target := (i + 1) * n / (kills + 1)
+		_ = wait.PollUntilContextTimeout(t.Context(), 50*time.Millisecond, 2*time.Minute, true, func(context.Context) (bool, error) {
+			return ledger.nodesWithJobs() >= target, nil
+		})
+		time.Sleep(time.Duration(rng.IntN(1500)) * time.Millisecond) // a random moment
+		p.kill()
+		t.Logf("kill %d at %d/%d nodes with Jobs", i+1, ledger.nodesWithJobs(), n)
+		p = startController(t, ns, fmt.Sprintf("solo-%d", i+1))
+	}
+	waitSucceeded(t, ns, n, 5*time.Minute)
+	ledger.assertOneJobPerNode(t, nodes)
+	assertNoPullSecretLeft(t, ns)
+}
+
+func TestLeaderKilledOtherReplicaFinishes(t *testing.T) {
+	ns, nodes := setup(t, 30, 5)
+	ledger := watchJobs(t, ns)
+	replicas := map[string]*controllerProc{"a": startController(t, ns, "a"), "b": startController(t, ns, "b")}
+	applySpec(t, ns, 5)
+	_ = wait.PollUntilContextTimeout(t.Context(), 50*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+		return ledger.nodesWithJobs() >= 8, nil
+	})
+	lease, err := kube.Client.CoordinationV1().Leases(ns).Get(t.Context(), "image-prewarm-controller", metav1.GetOptions{})
+	if err != nil || lease.Spec.HolderIdentity == nil {
+		t.Fatalf("no leader lease: %v", err)
+	}
+	leader := *lease.Spec.HolderIdentity
+	killed := time.Now()
+	replicas[leader].kill()
+	atKill := ledger.nodesWithJobs()
+	t.Logf("killed leader %s at %d/%d nodes", leader, atKill, len(nodes))
+	_ = wait.PollUntilContextTimeout(t.Context(), 20*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+		return ledger.nodesWithJobs() > atKill, nil
+	})
+	takeover := time.Since(killed)
+	// The survivor must take over within the lease (4s) plus a few seconds; the slack
+	// is generous because this machine is shared and noisy.
+	if limit := 4*time.Second + 10*time.Second; takeover > limit {
+		t.Errorf("the other replica started its first Job %v after the kill, want ≤ %v", takeover, limit)
+	}
+	waitSucceeded(t, ns, len(nodes), 3*time.Minute)
+	t.Logf("takeover (kill → first Job by the new leader): %v; rollout finished %v after the kill", takeover.Round(10*time.Millisecond), time.Since(killed).Round(100*time.Millisecond))
+	ledger.assertOneJobPerNode(t, nodes)
+	assertNoPullSecretLeft(t, ns)
+}
+
+func TestAPIServerOutage(t *testing.T) {
+	ns, nodes := setup(t, 30, 5)
+	ledger := watchJobs(t, ns)
+	startController(t, ns, "outage")
+	applySpec(t, ns, 5)
+	_ = wait.PollUntilContextTimeout(t.Context(), 50*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+		return ledger.nodesWithJobs() >= 8, nil
+	})
+	kube.StopComponent("kube-apiserver")
+	time.Sleep(10 * time.Second)
+	if err := kube.StartComponent("kube-apiserver"); err != nil {
+		t.Fatal(err)
+	}
+	waitSucceeded(t, ns, len(nodes), 4*time.Minute)
+	assertNoPullSecretLeft(t, ns)
+	// The ledger's watch ended with the outage, so duplicates are checked on the Jobs left.
+	list, err := kube.Client.BatchV1().Jobs(ns).List(t.Context(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for _, j := range list.Items {
+		seen[jobs.NodeOf(&j)]++
+	}
+	for n, c := range seen {
+		if c > 1 {
+			t.Errorf("node %s has %d Jobs", n, c)
+		}
+	}
+}
+
+func TestNodeDeletedWhileItsJobRuns(t *testing.T) {
+	ns, nodes := setup(t, 12, 3)
+	startController(t, ns, "gone")
+	w, err := kube.Client.BatchV1().Jobs(ns).Watch(t.Context(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	applySpec(t, ns, 3)
+	var victim string
+	for ev := range w.ResultChan() {
+		if job, ok := ev.Object.(*batchv1.Job); ok && ev.Type == watch.Added {
+			victim = jobs.NodeOf(job)
+			break
+		}
+	}
+	if err := kube.DeleteNode(t.Context(), victim); err != nil {
+		t.Fatal(err)
+	}
+	var st *status.Status
+	err = wait.PollUntilContextTimeout(t.Context(), 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		cm, err := kube.Client.CoreV1().ConfigMaps(ns).Get(ctx, status.Name("spec"), metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		st, err = status.FromConfigMap("spec", cm)
+		return err == nil && st.Done(), nil
+	})
+	if err != nil {
+		t.Fatalf("run did not end: %v (%+v)", err, st)
+	}
+	if st.Results[victim].Phase != "Gone" || st.Counts["Succeeded"] != len(nodes)-1 {
+		t.Fatalf("victim %s: %+v; counts %v", victim, st.Results[victim], st.Counts)
+	}
+	assertNoPullSecretLeft(t, ns)
+}
