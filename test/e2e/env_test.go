@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/image-prewarm/image-prewarm/pkg/config"
 	"github.com/image-prewarm/image-prewarm/pkg/controller"
@@ -85,14 +86,18 @@ func newEnv(t *testing.T) *env {
 	return e
 }
 
-func (e *env) startController() {
+func (e *env) startController() { e.startControllerWith(kube.Client) }
+
+// startControllerWith runs the controller with the given client (e.g. one that
+// impersonates the chart's ServiceAccount).
+func (e *env) startControllerWith(client kubernetes.Interface) {
 	logger, err := logging.New(logging.FormatJSON, 2, e.logs)
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(logging.IntoContext(context.Background(), logger))
 	e.stop, e.done = cancel, make(chan struct{})
-	c := controller.New(kube.Client, controller.Options{Namespace: e.ns, NoopImage: noopImage})
+	c := controller.New(client, controller.Options{Namespace: e.ns, NoopImage: noopImage})
 	go func() {
 		defer close(e.done)
 		if err := c.Run(ctx, 4); err != nil {

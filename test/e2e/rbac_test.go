@@ -17,9 +17,7 @@ import (
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
-	"github.com/image-prewarm/image-prewarm/pkg/controller"
 	"github.com/image-prewarm/image-prewarm/pkg/jobs"
-	"github.com/image-prewarm/image-prewarm/pkg/logging"
 	"github.com/image-prewarm/image-prewarm/pkg/status"
 )
 
@@ -193,22 +191,6 @@ func holdLease(t *testing.T, client kubernetes.Interface, ns, name string) {
 
 // startControllerWith runs the controller with client, as startController does with the
 // admin client; its log goes to e.logs and it stops when the test ends.
-func (e *env) startControllerWith(client kubernetes.Interface) {
-	logger, err := logging.New(logging.FormatJSON, 2, e.logs)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(logging.IntoContext(context.Background(), logger))
-	e.stop, e.done = cancel, make(chan struct{})
-	c := controller.New(client, controller.Options{Namespace: e.ns, NoopImage: noopImage})
-	go func() {
-		defer close(e.done)
-		if err := c.Run(ctx, 4); err != nil {
-			e.t.Errorf("controller: %v", err)
-		}
-	}()
-}
-
 // assertRanWithoutDenials: the controller logged no authorization failure and its Events
 // (create/patch) reached the API server.
 func (e *env) assertRanWithoutDenials() {
