@@ -6,8 +6,8 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/image-prewarm/image-prewarm/pkg/metrics.Version=$(VERSION)
 NODES ?= 20
 # Parsers fuzzed by `make fuzz`: package:target.
-FUZZ_TARGETS := ./pkg/config:FuzzParse ./pkg/pullsecret:FuzzFromSecret ./pkg/jobs:FuzzJobName
-FUZZTIME ?= 30s
+FUZZ_TARGETS := ./pkg/config:FuzzParse ./pkg/pullsecret:FuzzFromSecret ./pkg/jobs:FuzzJobName ./pkg/tasks:FuzzDecodeTaskRequest ./pkg/webhook:FuzzDecodeReview
+FUZZTIME ?= 3m
 
 .DEFAULT_GOAL := help
 
@@ -40,15 +40,15 @@ integration: cluster-binaries ## Tests against the real local control plane (tes
 test: lint build unit integration ## Everything CI runs: lint, build, unit and integration tests
 
 .PHONY: bench
-bench: ## Benchmarks (rolling window simulator, Decide)
-	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./pkg/rollout/
+bench: cluster-binaries ## Every benchmark and fuzz target (FUZZTIME each, default 3m); writes test/perf/RESULTS.md
+	cd test/perf && IMAGE_PREWARM_BENCH=1 FUZZTIME=$(FUZZTIME) $(GO) test -count=1 -v -timeout 120m .
 
 .PHONY: fault
 fault: cluster-binaries ## Fault scenarios in full (200 nodes, 5 kills); make test runs the short form
 	IMAGE_PREWARM_FAULT=full $(GO) test -count=1 -v -timeout 30m ./test/fault/
 
 .PHONY: fuzz
-fuzz: ## Fuzz every parser for FUZZTIME each (default 30s)
+fuzz: ## Fuzz the parsers for FUZZTIME each (default 3m)
 	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; echo "fuzz $$pkg $$fn"; $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg; done
 
 .PHONY: demo

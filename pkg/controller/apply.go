@@ -71,7 +71,6 @@ func (c *Controller) ensureSecret(ctx context.Context, cm *corev1.ConfigMap, rs 
 		_, err = c.client.CoreV1().Secrets(c.opts.Namespace).Create(ctx, secret, metav1.CreateOptions{})
 		if err == nil {
 			metrics.SecretsCreated.WithLabelValues().Inc()
-			metrics.SecretsActive.WithLabelValues().Inc()
 			c.recorder.Eventf(cm, corev1.EventTypeNormal, "PullSecretCreated", "Secret %s created for run %s", secret.Name, rs.runID)
 		}
 		err = ignoreAlreadyExists(err)
@@ -151,7 +150,6 @@ func (c *Controller) deleteSecretNamed(ctx context.Context, cm *corev1.ConfigMap
 		return wrapf(err, "delete Secret %s", name)
 	}
 	metrics.SecretsDeleted.WithLabelValues().Inc()
-	metrics.SecretsActive.WithLabelValues().Dec()
 	if cm != nil {
 		c.recorder.Eventf(cm, corev1.EventTypeNormal, "PullSecretDeleted", "Secret %s deleted: every node of run %s reported", name, runID)
 	}

@@ -80,7 +80,7 @@ func (c *Controller) sync(ctx context.Context, name string) error {
 // rejectSpec reports an invalid spec. A run already under way keeps going under its last
 // valid spec: a bad edit must not lose work in progress.
 func (c *Controller) rejectSpec(ctx context.Context, cm *corev1.ConfigMap, rs *runState, err error) error {
-	metrics.ConfigValid.WithLabelValues(cm.Name).Set(0)
+	metrics.RejectConfig(cm.Name, cm.ResourceVersion)
 	c.recorder.Event(cm, corev1.EventTypeWarning, "InvalidSpec", truncateEvent(err.Error()))
 	logging.FromContext(ctx).Info("prewarm spec rejected", "error", err.Error())
 	if rs == nil {

@@ -53,6 +53,7 @@ func (c *Controller) fillStatus(rs *runState, nodes []rollout.Node) {
 }
 
 func (c *Controller) exportMetrics(spec string, rs *runState, nodes []rollout.Node) {
+	metrics.SecretsActive.WithLabelValues().Set(float64(c.activeSecrets()))
 	s := rs.status
 	for _, p := range allPhases {
 		metrics.Nodes.WithLabelValues(spec, string(p)).Set(float64(s.Counts[string(p)]))
@@ -76,4 +77,18 @@ func (c *Controller) exportMetrics(spec string, rs *runState, nodes []rollout.No
 	if !s.Started.IsZero() {
 		metrics.Duration.WithLabelValues(spec).Set(end.Sub(s.Started).Seconds())
 	}
+}
+
+// activeSecrets counts the runs whose pull Secret exists now; derived from state rather
+// than counted up and down, so a restarted leader never reports a negative number.
+func (c *Controller) activeSecrets() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, rs := range c.runs {
+		if rs.secretPresent != nil && *rs.secretPresent {
+			n++
+		}
+	}
+	return n
 }
