@@ -340,3 +340,32 @@ func DefaultStateDir() string {
 	}
 	return filepath.Join(cache, "image-prewarm", "cluster")
 }
+
+// RunTests is a TestMain body: it starts a cluster in a fresh directory, hands it to
+// use (which stores it for the tests), runs the tests and stops every process again.
+// It returns the exit code for os.Exit.
+func RunTests(m interface{ Run() int }, opts Options, use func(*Cluster)) int {
+	dir, err := os.MkdirTemp("", "image-prewarm-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if os.Getenv("IMAGE_PREWARM_KEEP_LOGS") == "" {
+		defer os.RemoveAll(dir)
+	} else {
+		fmt.Fprintln(os.Stderr, "keeping cluster state and logs in", dir)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	if opts.Dir == "" {
+		opts.Dir = filepath.Join(dir, "cluster")
+	}
+	c, err := Start(ctx, opts)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer c.Stop()
+	use(c)
+	return m.Run()
+}

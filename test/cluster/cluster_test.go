@@ -2,7 +2,6 @@ package cluster_test
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -26,29 +25,13 @@ const (
 var testCluster *cluster.Cluster
 
 func TestMain(m *testing.M) {
-	os.Exit(runWithCluster(m))
-}
-
-func runWithCluster(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "image-prewarm-cluster-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-	defer cancel()
-	testCluster, err = cluster.Start(ctx, cluster.Options{Dir: dir, Pulls: cluster.PullBehaviour{Delay: pullDelay, Jitter: time.Second, FailImagePattern: failPattern}})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer testCluster.Stop()
-	if err := testCluster.Namespace(ctx, namespace, nil); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	return m.Run()
+	pulls := cluster.PullBehaviour{Delay: pullDelay, Jitter: time.Second, FailImagePattern: failPattern}
+	os.Exit(cluster.RunTests(m, cluster.Options{Pulls: pulls}, func(c *cluster.Cluster) {
+		testCluster = c
+		if err := c.Namespace(context.Background(), namespace, nil); err != nil {
+			panic(err)
+		}
+	}))
 }
 
 func TestThreeNodesReadyAndJobRunsOnPinnedNode(t *testing.T) {

@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"os"
 	"strings"
 	"sync"
@@ -38,27 +37,8 @@ const (
 var kube *cluster.Cluster
 
 func TestMain(m *testing.M) {
-	os.Exit(runWithCluster(m))
-}
-
-func runWithCluster(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "image-prewarm-e2e-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-	defer cancel()
-	kube, err = cluster.Start(ctx, cluster.Options{Dir: dir, Pulls: cluster.PullBehaviour{
-		Delay: time.Second, Jitter: time.Second, FailImagePattern: failImages, FailNodePattern: failNodes,
-	}})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer kube.Stop()
-	return m.Run()
+	pulls := cluster.PullBehaviour{Delay: time.Second, Jitter: time.Second, FailImagePattern: failImages, FailNodePattern: failNodes}
+	os.Exit(cluster.RunTests(m, cluster.Options{Pulls: pulls}, func(c *cluster.Cluster) { kube = c }))
 }
 
 // env is one test's namespace (Pod Security "restricted" enforced), its nodes and its

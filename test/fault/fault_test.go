@@ -37,34 +37,24 @@ var (
 	full   = os.Getenv("IMAGE_PREWARM_FAULT") == "full"
 )
 
-func TestMain(m *testing.M) { os.Exit(run(m)) }
-
-func run(m *testing.M) int {
+func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "image-prewarm-fault-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	if os.Getenv("IMAGE_PREWARM_KEEP_LOGS") == "" {
-		defer os.RemoveAll(dir)
-	} else {
-		fmt.Fprintln(os.Stderr, "keeping", dir)
+		os.Exit(1)
 	}
 	binary = filepath.Join(dir, "image-prewarm")
 	build := exec.Command("go", "build", "-o", binary, "github.com/image-prewarm/image-prewarm/cmd/image-prewarm")
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build controller: %v\n%s", err, out)
-		return 1
+		os.Exit(1)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	kube, err = cluster.Start(ctx, cluster.Options{Dir: filepath.Join(dir, "cluster"), Pulls: cluster.PullBehaviour{Delay: time.Second, Jitter: 2 * time.Second}})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+	pulls := cluster.PullBehaviour{Delay: time.Second, Jitter: 2 * time.Second}
+	code := cluster.RunTests(m, cluster.Options{Pulls: pulls}, func(c *cluster.Cluster) { kube = c })
+	if os.Getenv("IMAGE_PREWARM_KEEP_LOGS") == "" {
+		os.RemoveAll(dir)
 	}
-	defer kube.Stop()
-	return m.Run()
+	os.Exit(code)
 }
 
 // controllerProc is one image-prewarm process.

@@ -178,7 +178,7 @@ func createNodes(t *testing.T, kube *cluster.Cluster, prefix string, n int, labe
 
 func applySpec(t *testing.T, kube *cluster.Cluster, ns, name, label string, window int, image string) time.Time {
 	t.Helper()
-	spec := fmt.Sprintf("images: [%s]\nnodeSelector: {perf: %s}\nrollout: {maxConcurrentNodes: %d}\n", image, label, window)
+	spec := fmt.Sprintf("registries: [{server: harbor.example.com}]\nimages: [%s]\nnodeSelector: {perf: %s}\nrollout: {maxConcurrentNodes: %d}\n", image, label, window)
 	cms := kube.Client.CoreV1().ConfigMaps(ns)
 	cm, err := cms.Get(t.Context(), name, metav1.GetOptions{})
 	if err != nil {
@@ -199,7 +199,10 @@ func waitDone(t *testing.T, kube *cluster.Cluster, ns, spec string) time.Time {
 	t.Helper()
 	err := wait.PollUntilContextTimeout(t.Context(), 50*time.Millisecond, 15*time.Minute, true, func(ctx context.Context) (bool, error) {
 		cm, err := kube.Client.CoreV1().ConfigMaps(ns).Get(ctx, status.Name(spec), metav1.GetOptions{})
-		return err == nil && (cm.Data[status.KeyPhase] == status.PhaseSucceeded), nil
+		if err == nil && (cm.Data[status.KeyPhase] == status.PhaseInvalid || cm.Data[status.KeyPhase] == status.PhaseFailed) {
+			return false, fmt.Errorf("run %s: %s", cm.Data[status.KeyPhase], cm.Data[status.KeyMessage])
+		}
+		return err == nil && cm.Data[status.KeyPhase] == status.PhaseSucceeded, nil
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -456,4 +459,3 @@ func createUnmanaged(t *testing.T, kube *cluster.Cluster, specs []cluster.NodeSp
 		_ = kube.Client.CoreV1().Nodes().DeleteCollection(context.Background(), metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: "perf=heap-idle"})
 	})
 }
-
