@@ -25,12 +25,12 @@ cluster-binaries: ## Build (or find cached) etcd, kube-*, kubectl, kwok, helm fr
 
 .PHONY: lint
 lint: ## gofmt and go vet
-	@unformatted=$$(gofmt -l cmd pkg test); if [ -n "$$unformatted" ]; then echo "not gofmt-formatted:"; echo "$$unformatted"; exit 1; fi
+	@unformatted=$$(gofmt -l cmd pkg test certs); if [ -n "$$unformatted" ]; then echo "not gofmt-formatted:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 
 .PHONY: unit
-unit: ## Unit tests (no cluster)
-	$(GO) test -count=1 ./cmd/... ./pkg/...
+unit: ## Unit tests (no cluster): cmd, pkg, certs
+	$(GO) test -count=1 ./cmd/... ./pkg/... ./certs/...
 
 .PHONY: integration
 integration: cluster-binaries ## Tests against the real local control plane (test/cluster, test/e2e)
