@@ -82,6 +82,17 @@ func (ca *KeyPair) IssueServing(hosts []string, validity time.Duration) (*KeyPai
 	return issue(tmpl, ca, validity)
 }
 
+// IssueClient signs a client certificate; the Kubernetes API server maps the CN to the
+// user name and each O to a group (the test control plane's admin uses system:masters).
+func (ca *KeyPair) IssueClient(user string, groups []string, validity time.Duration) (*KeyPair, error) {
+	tmpl := &x509.Certificate{
+		Subject:     pkix.Name{CommonName: user, Organization: groups},
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	return issue(tmpl, ca, validity)
+}
+
 func issue(tmpl *x509.Certificate, ca *KeyPair, validity time.Duration) (*KeyPair, error) {
 	if validity <= 0 {
 		return nil, fmt.Errorf("validity %v: want a positive duration", validity)

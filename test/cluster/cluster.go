@@ -27,6 +27,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/image-prewarm/image-prewarm/certs"
 )
 
 // Options configure a cluster.
@@ -53,7 +55,7 @@ type Cluster struct {
 	// CAFile signs every certificate of the cluster; webhook tests reuse it.
 	CAFile string
 
-	ca    *keyPair
+	ca    *certs.KeyPair
 	opts  Options
 	procs map[string]*process
 	order []string
@@ -121,26 +123,30 @@ func (c *Cluster) configure(pulls PullBehaviour) error {
 		return err
 	}
 	etcdPort, peerPort, apiPort, kcmPort, schedPort, kwokPort := ports[0], ports[1], ports[2], ports[3], ports[4], ports[5]
-	if c.ca, err = newCA("image-prewarm-test-ca"); err != nil {
+	if c.ca, err = certs.NewCA("image-prewarm-test-ca", certValidity); err != nil {
 		return err
 	}
-	c.CAFile, _, err = c.ca.write(pki, "ca")
+	c.CAFile, _, err = writePair(pki, "ca", c.ca)
 	if err != nil {
 		return err
 	}
-	serving, err := c.ca.issueServing("kube-apiserver", []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"})
+	serving, err := c.ca.IssueServing([]string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "127.0.0.1", "::1"}, certValidity)
 	if err != nil {
 		return err
 	}
-	servingCert, servingKey, err := serving.write(pki, "apiserver")
+	servingCert, servingKey, err := writePair(pki, "apiserver", serving)
 	if err != nil {
 		return err
 	}
-	serviceAccount, err := newCA("service-accounts") // only its key is used, to sign tokens
+	serviceAccount, err := certs.NewCA("service-accounts", certValidity) // only its key is used, to sign tokens
 	if err != nil {
 		return err
 	}
-	_, saKey, err := serviceAccount.write(pki, "service-account")
+	_, saKey, err := writePair(pki, "service-account", serviceAccount)
+	if err != nil {
+		return err
+	}
+	saPub, err := writePublicKey(pki, "service-account", serviceAccount)
 	if err != nil {
 		return err
 	}
@@ -171,7 +177,7 @@ func (c *Cluster) configure(pulls PullBehaviour) error {
 		"--tls-cert-file=" + servingCert, "--tls-private-key-file=" + servingKey,
 		"--client-ca-file=" + c.CAFile, "--authorization-mode=RBAC",
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-		"--service-account-key-file=" + saKey, "--service-account-signing-key-file=" + saKey,
+		"--service-account-key-file=" + saPub, "--service-account-signing-key-file=" + saKey,
 		"--service-cluster-ip-range=10.96.0.0/16", "--endpoint-reconciler-type=none",
 		"--enable-admission-plugins=NodeRestriction,PodSecurity,MutatingAdmissionWebhook,ValidatingAdmissionWebhook",
 		"--allow-privileged=true", "--profiling=false",
@@ -230,14 +236,14 @@ func (c *Cluster) Stop() {
 }
 
 func (c *Cluster) writeAdminKubeconfig() error {
-	admin, err := c.ca.issueClient("admin", "system:masters")
+	admin, err := c.ca.IssueClient("admin", []string{"system:masters"}, certValidity)
 	if err != nil {
 		return err
 	}
 	c.Kubeconfig = filepath.Join(c.Dir, "kubeconfig")
 	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["local"] = &clientcmdapi.Cluster{Server: c.APIServerURL, CertificateAuthorityData: c.ca.certPEM}
-	cfg.AuthInfos["admin"] = &clientcmdapi.AuthInfo{ClientCertificateData: admin.certPEM, ClientKeyData: admin.keyPEM}
+	cfg.Clusters["local"] = &clientcmdapi.Cluster{Server: c.APIServerURL, CertificateAuthorityData: c.ca.CertPEM}
+	cfg.AuthInfos["admin"] = &clientcmdapi.AuthInfo{ClientCertificateData: admin.CertPEM, ClientKeyData: admin.KeyPEM}
 	cfg.Contexts["local"] = &clientcmdapi.Context{Cluster: "local", AuthInfo: "admin"}
 	cfg.CurrentContext = "local"
 	if err := clientcmd.WriteToFile(*cfg, c.Kubeconfig); err != nil {
