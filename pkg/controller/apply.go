@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"time"
@@ -122,10 +123,20 @@ func (c *Controller) reapSecret(ctx context.Context, cm *corev1.ConfigMap, rs *r
 	return nil
 }
 
+// taskSecretGrace is how long a task's Secret may lag behind its ConfigMap.
+const taskSecretGrace = 30 * time.Second
+
+// errWaitForSecret: no Job starts yet; the spec is examined again shortly.
+var errWaitForSecret = errors.New("waiting for the task's pull Secret")
+
 // checkTaskSecret verifies that a task's pre-made Secret exists; the controller cannot
 // re-create it because the credentials were never stored anywhere else.
 func (c *Controller) checkTaskSecret(ctx context.Context, cm *corev1.ConfigMap, rs *runState) error {
 	_, err := c.client.CoreV1().Secrets(c.opts.Namespace).Get(ctx, rs.spec.PullSecret, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) && time.Since(cm.CreationTimestamp.Time) < taskSecretGrace {
+		// The task API creates the Secret right after the ConfigMap that owns it.
+		return errWaitForSecret
+	}
 	if err != nil {
 		metrics.SecretFailures.WithLabelValues("read").Inc()
 		rs.failure = fmt.Sprintf("pull Secret: pullSecret %q: %v", rs.spec.PullSecret, err)

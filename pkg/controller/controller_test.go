@@ -160,3 +160,24 @@ func TestRunIDDependsOnNameAndContent(t *testing.T) {
 		t.Fatal("run IDs must differ across names and contents and be stable")
 	}
 }
+
+func TestTaskWaitsForItsSecretThenRuns(t *testing.T) {
+	cm := specConfigMap("task-abc", "registries: [{server: harbor.x}]\nimages: [harbor.x/a:1]\nonce: true\npullSecret: image-pull-secret-abc\n")
+	cm.CreationTimestamp = metav1.Now() // within the grace period for the task's Secret
+	client := startFake(t, node("n1", ready), cm)
+	time.Sleep(300 * time.Millisecond)
+	if st, err := client.CoreV1().ConfigMaps(ns).Get(t.Context(), status.Name("task-abc"), metav1.GetOptions{}); err == nil && st.Data[status.KeyPhase] == status.PhaseFailed {
+		t.Fatalf("the run failed while its Secret was on its way: %s", st.Data[status.KeyMessage])
+	}
+	if n := len(listJobs(t, client)); n != 0 {
+		t.Fatalf("%d Jobs started before the task's Secret existed", n)
+	}
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "image-pull-secret-abc", Namespace: ns}, Type: corev1.SecretTypeDockerConfigJson}
+	if _, err := client.CoreV1().Secrets(ns).Create(t.Context(), secret, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the task's Job", func() bool { return len(listJobs(t, client)) == 1 })
+	if ps := listJobs(t, client)[0].Spec.Template.Spec.ImagePullSecrets; len(ps) != 1 || ps[0].Name != "image-pull-secret-abc" {
+		t.Fatalf("imagePullSecrets %v", ps)
+	}
+}

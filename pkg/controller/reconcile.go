@@ -113,7 +113,12 @@ func (c *Controller) reconcileRun(ctx context.Context, cm *corev1.ConfigMap, rs 
 	rs.capBlocked = errors.As(decision.Limit, &capErr)
 	counts := rollout.Count(nodes)
 	if needsSecret(rs.spec) && (len(decision.Start) > 0 || counts[rollout.Running] > 0) {
-		if err := c.ensureSecret(ctx, cm, rs); err != nil {
+		err := c.ensureSecret(ctx, cm, rs)
+		if errors.Is(err, errWaitForSecret) {
+			c.queue.AddAfter(cm.Name, 200*time.Millisecond)
+			return nil
+		}
+		if err != nil {
 			return errors.Join(err, c.writeStatus(ctx, cm.Name, rs, nodes))
 		}
 	}

@@ -2,7 +2,6 @@ package tasks
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -10,7 +9,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/yaml"
 
 	"github.com/image-prewarm/image-prewarm/pkg/config"
@@ -58,29 +56,24 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, u *User, _ strin
 	return 0, nil, fmt.Errorf("no free task ID after %d attempts", idAttempts)
 }
 
-// store writes the task: its Secret first (so the controller never sees a task whose
-// credentials are missing), then the spec ConfigMap, then makes the ConfigMap own the
-// Secret, so the garbage collector removes the Secret with the task even when no
-// controller runs. A failure undoes what was written.
+// store writes the task: its spec ConfigMap first, then the Secret, created already
+// owned by that ConfigMap so the garbage collector removes it with the task even when no
+// controller runs. (Created owned rather than patched afterwards: the least-privilege
+// Role grants secrets get/create/delete only.) The controller never starts a Job without
+// the Secret; it waits briefly for a task's Secret to appear. A failure undoes what was
+// written.
 func (s *Server) store(ctx context.Context, req *Request, id string, u *User) error {
-	if req.HasCredentials() {
-		if err := s.createSecret(ctx, req.Credential, id); err != nil {
-			return err
-		}
-	}
 	cm, err := s.createSpec(ctx, req, id, u)
-	if err == nil && req.HasCredentials() {
-		if err = s.ownSecret(ctx, id, cm); err != nil {
-			err = errors.Join(err, s.deleteObject(ctx, "ConfigMap", specName(id), s.client.CoreV1().ConfigMaps(s.ns).Delete))
-		}
+	if err != nil || !req.HasCredentials() {
+		return err
 	}
-	if err != nil && req.HasCredentials() {
-		err = errors.Join(err, s.deleteObject(ctx, "Secret", secretName(id), s.client.CoreV1().Secrets(s.ns).Delete))
+	if err := s.createSecret(ctx, req.Credential, id, cm); err != nil {
+		return errors.Join(err, s.deleteObject(ctx, "ConfigMap", specName(id), s.client.CoreV1().ConfigMaps(s.ns).Delete))
 	}
-	return err
+	return nil
 }
 
-func (s *Server) createSecret(ctx context.Context, c pullsecret.Credential, id string) error {
+func (s *Server) createSecret(ctx context.Context, c pullsecret.Credential, id string, owner *corev1.ConfigMap) error {
 	data, err := pullsecret.DockerConfigJSON([]pullsecret.Credential{c})
 	if err != nil {
 		// Validation rules out every error DockerConfigJSON has; its messages name
@@ -92,6 +85,7 @@ func (s *Server) createSecret(ctx context.Context, c pullsecret.Credential, id s
 	// No LabelTask: the Secret is not a task, only its ConfigMap is. No run label: the
 	// run ID is the controller's to derive.
 	secret.Labels = map[string]string{jobs.LabelApp: jobs.AppName, LabelTaskID: id, jobs.LabelSpec: jobs.SpecLabelValue(specName(id))}
+	secret.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "ConfigMap", Name: owner.Name, UID: owner.UID}}
 	_, err = s.client.CoreV1().Secrets(s.ns).Create(ctx, secret, metav1.CreateOptions{})
 	if apierrors.IsAlreadyExists(err) {
 		return errIDTaken // not ours: never touched
@@ -124,21 +118,6 @@ func (s *Server) createSpec(ctx context.Context, req *Request, id string, u *Use
 		return nil, fmt.Errorf("create ConfigMap %s: %w", cm.Name, err)
 	}
 	return created, nil
-}
-
-// ownSecret makes the task's ConfigMap the owner of its Secret.
-func (s *Server) ownSecret(ctx context.Context, id string, cm *corev1.ConfigMap) error {
-	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"ownerReferences": []metav1.OwnerReference{{
-		APIVersion: "v1", Kind: "ConfigMap", Name: cm.Name, UID: cm.UID,
-	}}}})
-	if err != nil {
-		return fmt.Errorf("encode the owner patch: %w", err)
-	}
-	_, err = s.client.CoreV1().Secrets(s.ns).Patch(ctx, secretName(id), types.MergePatchType, patch, metav1.PatchOptions{})
-	if err != nil {
-		return fmt.Errorf("set the owner of Secret %s: %w", secretName(id), err)
-	}
-	return nil
 }
 
 // deleteObject deletes one object, treating "already gone" as done.

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -115,7 +117,7 @@ func readObject(dec *json.Decoder) (map[string]json.RawMessage, error) {
 			return nil, syntaxError(err)
 		}
 		key, _ := tok.(string) // the decoder guarantees a string in key position
-		if !isKnownField(key) {
+		if !slices.Contains(knownFields, key) {
 			field := key
 			if field == "" {
 				field = "body" // an empty name cannot name the field at fault
@@ -135,15 +137,6 @@ func readObject(dec *json.Decoder) (map[string]json.RawMessage, error) {
 		return nil, syntaxError(err)
 	}
 	return raw, nil
-}
-
-func isKnownField(name string) bool {
-	for _, f := range knownFields {
-		if f == name {
-			return true
-		}
-	}
-	return false
 }
 
 // decodeField stores one field's value. JSON null means "not given" for every field.
@@ -204,7 +197,8 @@ func decodeNodeSelector(req *Request, v json.RawMessage) error {
 		return badRequest("nodeSelector", "must be an object of label keys to values (strings), got %s", jsonKind(v))
 	}
 	req.NodeSelector = make(map[string]string, len(items))
-	for k, item := range items {
+	for _, k := range slices.Sorted(maps.Keys(items)) { // sorted: the same answer every time
+		item := items[k]
 		var s string
 		if err := json.Unmarshal(item, &s); err != nil || string(item) == "null" {
 			return badRequest(fmt.Sprintf("nodeSelector[%s]", quote(k)), "must be a string label value, got %s", jsonKind(item))
@@ -235,9 +229,9 @@ func jsonKind(v json.RawMessage) string {
 	return "a number"
 }
 
-// syntaxError reports a body that is not JSON (past its first token: an empty body
-// is told apart by readObject). The decoder's offset is kept, its
-// message is not: it quotes input bytes, which may belong to a password.
+// syntaxError reports a body that is not JSON past its first token (readObject tells
+// an empty body apart). The decoder's offset is kept, its message is not: it quotes
+// input bytes, which may belong to a password.
 func syntaxError(err error) *Error {
 	var syn *json.SyntaxError
 	switch {

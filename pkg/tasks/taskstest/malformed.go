@@ -4,6 +4,7 @@
 package taskstest
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,7 +15,7 @@ const (
 	base = "/api/v1/tasks"
 	// UnknownID is a well-formed task ID that no test creates.
 	UnknownID = "zzzzzzzzzz"
-	json      = "application/json"
+	jsonType  = "application/json"
 )
 
 // Case is one malformed request and the 4xx it must get: the status and the field
@@ -49,7 +50,7 @@ func (c Case) NewRequest(baseURL string) (*http.Request, error) {
 
 // post is a POST of body with the right content type.
 func post(name, body string, status int, field string) Case {
-	return Case{Name: name, Method: http.MethodPost, Path: base, ContentType: json, Body: body, WantStatus: status, WantField: field}
+	return Case{Name: name, Method: http.MethodPost, Path: base, ContentType: jsonType, Body: body, WantStatus: status, WantField: field}
 }
 
 func bad(name, body, field string) Case { return post(name, body, http.StatusBadRequest, field) }
@@ -74,4 +75,23 @@ func Malformed() []Case {
 		cs = append(cs, group...)
 	}
 	return cs
+}
+
+// Check verifies an answer to the case: the status, a JSON error body naming the
+// field, and a message that starts with the field and says more than its name.
+func (c Case) Check(code int, contentType string, body []byte) error {
+	var e struct {
+		Error string `json:"error"`
+		Field string `json:"field"`
+	}
+	if err := json.Unmarshal(body, &e); err != nil || contentType != jsonType {
+		return fmt.Errorf("%d %q body %q: not a JSON error (%v)", code, contentType, body, err)
+	}
+	if code != c.WantStatus || e.Field != c.WantField {
+		return fmt.Errorf("%d field %q (%s), want %d field %q", code, e.Field, e.Error, c.WantStatus, c.WantField)
+	}
+	if !strings.HasPrefix(e.Error, c.WantField+": ") || len(e.Error) < len(c.WantField)+12 {
+		return fmt.Errorf("message %q does not name %q clearly", e.Error, c.WantField)
+	}
+	return nil
 }
