@@ -1,6 +1,10 @@
 package controller
 
 import (
+	"encoding/binary"
+	"hash/fnv"
+	"slices"
+
 	"github.com/distribution/reference"
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
@@ -9,8 +13,10 @@ import (
 )
 
 // trimNode is the node informer's transform: it keeps only what eligibility and the
-// skip check read, so 5000 nodes with 50 images each stay small in memory. Image names
-// are normalized once here (docker.io/library/…), not on every reconcile.
+// skip check read, so 5000 nodes with 50 images each stay small in memory. The image
+// names become one packed string of sorted 64-bit fingerprints of their normalized form
+// (docker.io/library/…): 8 bytes a name instead of about 90, computed once per update
+// rather than on every reconcile. The trimmed node lives only in this informer.
 func trimNode(obj any) (any, error) {
 	n, ok := obj.(*corev1.Node)
 	if !ok {
@@ -25,14 +31,8 @@ func trimNode(obj any) (any, error) {
 			out.Status.Conditions = []corev1.NodeCondition{{Type: c.Type, Status: c.Status}}
 		}
 	}
-	if len(n.Status.Images) > 0 {
-		names := make([]string, 0, len(n.Status.Images))
-		for _, img := range n.Status.Images {
-			for _, name := range img.Names {
-				names = append(names, normalizeImage(name))
-			}
-		}
-		out.Status.Images = []corev1.ContainerImage{{Names: names}}
+	if fp := fingerprints(n.Status.Images); fp != "" {
+		out.Status.Images = []corev1.ContainerImage{{Names: []string{fp}}}
 	}
 	return out, nil
 }
@@ -58,10 +58,59 @@ func nodeRelevantChange(old, cur *corev1.Node) bool {
 }
 
 func imageCount(n *corev1.Node) int {
-	if len(n.Status.Images) == 0 {
-		return 0
+	return len(packedFingerprints(n)) / 8
+}
+
+func packedFingerprints(n *corev1.Node) string {
+	if len(n.Status.Images) == 0 || len(n.Status.Images[0].Names) == 0 {
+		return ""
 	}
-	return len(n.Status.Images[0].Names)
+	return n.Status.Images[0].Names[0]
+}
+
+// fingerprint is FNV-1a 64 of the normalized reference. A false "already present"
+// would need a 64-bit collision between two image names on one node.
+func fingerprint(image string) uint64 {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(normalizeImage(image)))
+	return h.Sum64()
+}
+
+// fingerprints packs the sorted fingerprints of every name of every image.
+func fingerprints(images []corev1.ContainerImage) string {
+	var fps []uint64
+	for _, img := range images {
+		for _, name := range img.Names {
+			fps = append(fps, fingerprint(name))
+		}
+	}
+	if len(fps) == 0 {
+		return ""
+	}
+	slices.Sort(fps)
+	buf := make([]byte, 0, 8*len(fps))
+	for _, fp := range fps {
+		buf = binary.BigEndian.AppendUint64(buf, fp)
+	}
+	return string(buf)
+}
+
+// hasFingerprint binary-searches the packed, sorted fingerprints.
+func hasFingerprint(packed string, fp uint64) bool {
+	lo, hi := 0, len(packed)/8
+	for lo < hi {
+		mid := (lo + hi) / 2
+		v := binary.BigEndian.Uint64([]byte(packed[mid*8 : mid*8+8]))
+		switch {
+		case v == fp:
+			return true
+		case v < fp:
+			lo = mid + 1
+		default:
+			hi = mid
+		}
+	}
+	return false
 }
 
 func isReady(n *corev1.Node) bool {
@@ -77,15 +126,15 @@ func isReady(n *corev1.Node) bool {
 type selection struct {
 	selector    labels.Selector
 	tolerations []corev1.Toleration
-	images      []string // normalized
+	images      []uint64 // fingerprints
 }
 
 func newSelection(nodeSelector map[string]string, tolerations []corev1.Toleration, images []string) selection {
-	normalized := make([]string, len(images))
+	fps := make([]uint64, len(images))
 	for i, img := range images {
-		normalized[i] = normalizeImage(img)
+		fps[i] = fingerprint(img)
 	}
-	return selection{selector: labels.SelectorFromSet(nodeSelector), tolerations: tolerations, images: normalized}
+	return selection{selector: labels.SelectorFromSet(nodeSelector), tolerations: tolerations, images: fps}
 }
 
 // eligible: Ready, not cordoned, matching the selector, and every NoSchedule/NoExecute
@@ -117,19 +166,12 @@ func (s selection) tolerates(taint *corev1.Taint) bool {
 
 // hasAllImages reports whether the node's status already lists every image.
 func (s selection) hasAllImages(n *corev1.Node) bool {
-	if len(n.Status.Images) == 0 {
+	packed := packedFingerprints(n)
+	if packed == "" {
 		return false
 	}
-	have := n.Status.Images[0].Names
-	for _, want := range s.images {
-		found := false
-		for _, name := range have {
-			if name == want {
-				found = true
-				break
-			}
-		}
-		if !found {
+	for _, fp := range s.images {
+		if !hasFingerprint(packed, fp) {
 			return false
 		}
 	}
