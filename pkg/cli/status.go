@@ -21,6 +21,17 @@ import (
 // maxFailuresShown bounds the failing nodes listed per spec; the rest are counted.
 const maxFailuresShown = 5
 
+// maxReasonShown keeps a failure on one line of an ordinary terminal; the status
+// ConfigMap and -o json hold the whole reason.
+const maxReasonShown = 90
+
+func shorten(s string, n int) string {
+	if len([]rune(s)) <= n {
+		return s
+	}
+	return string([]rune(s)[:n-1]) + "…"
+}
+
 // Load reads every status ConfigMap in the namespace, sorted by spec name.
 func Load(ctx context.Context, client kubernetes.Interface, namespace string) ([]*status.Status, error) {
 	list, err := client.CoreV1().ConfigMaps(namespace).List(ctx, metav1.ListOptions{LabelSelector: status.LabelStatusOf})
@@ -49,9 +60,10 @@ func Render(w io.Writer, statuses []*status.Status, now time.Time, width int) {
 	}
 	for _, s := range statuses {
 		reported := s.Counts["Succeeded"] + s.Counts["Failed"] + s.Counts["Skipped"] + s.Counts["Gone"]
-		fmt.Fprintf(w, "%-20s %-22s %s %3.0f%% %d/%d  ok %d  skipped %d  failed %d  running %d  pending %d  %s\n",
-			s.Spec, s.Phase, bar(reported, s.Total, width), percent(reported, s.Total), reported, s.Total,
-			s.Counts["Succeeded"], s.Counts["Skipped"], s.Counts["Failed"]+s.Counts["Gone"], s.Counts["Running"], s.Counts["Pending"], timing(s, reported, now))
+		fmt.Fprintf(w, "%-16s %-21s %s %3.0f%% %d/%d  %s\n", s.Spec, s.Phase, bar(reported, s.Total, width),
+			percent(reported, s.Total), reported, s.Total, timing(s, reported, now))
+		fmt.Fprintf(w, "    ok %d · skipped %d · failed %d · running %d · pending %d\n",
+			s.Counts["Succeeded"], s.Counts["Skipped"], s.Counts["Failed"]+s.Counts["Gone"], s.Counts["Running"], s.Counts["Pending"])
 		if s.Message != "" && s.Phase != status.PhaseSucceeded && s.Phase != status.PhaseRunning {
 			fmt.Fprintf(w, "    %s\n", s.Message)
 		}
@@ -63,7 +75,7 @@ func renderFailures(w io.Writer, s *status.Status) {
 	var failed []string
 	for node, r := range s.Results {
 		if r.Reason != "" {
-			failed = append(failed, fmt.Sprintf("    ✗ %s: %s", node, r.Reason))
+			failed = append(failed, fmt.Sprintf("    ✗ %s: %s", node, shorten(r.Reason, maxReasonShown)))
 		}
 	}
 	sort.Strings(failed)
@@ -156,18 +168,19 @@ func Watch(ctx context.Context, client kubernetes.Interface, namespace string, w
 	defer ticker.Stop()
 	for {
 		statuses, err := Load(ctx, client, namespace)
-		if err != nil {
-			return err
-		}
 		if terminal {
 			fmt.Fprint(w, "\033[H\033[2J")
 		}
 		fmt.Fprintf(w, "image-prewarm status — namespace %s — %s\n", namespace, time.Now().Format("15:04:05"))
-		Render(w, statuses, time.Now(), 30)
+		if err != nil { // a watcher outlives API server hiccups: say so and try again
+			fmt.Fprintf(w, "cannot read status (retrying): %v\n", err)
+		} else {
+			Render(w, statuses, time.Now(), 30)
+		}
 		if !terminal {
 			fmt.Fprintln(w)
 		}
-		if untilDone && allDone(statuses) {
+		if untilDone && err == nil && allDone(statuses) {
 			return nil
 		}
 		select {
