@@ -10,7 +10,6 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +21,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/image-prewarm/image-prewarm/pkg/logging"
+	"github.com/image-prewarm/image-prewarm/pkg/logging/logtest"
 	"github.com/image-prewarm/image-prewarm/pkg/metrics"
 	"github.com/image-prewarm/image-prewarm/pkg/status"
 )
@@ -75,38 +75,20 @@ func (g *fakeGuard) Authorize(_ context.Context, u *User, verb, _ string) (bool,
 	return slices.Contains(g.rights[u.Name], verb), "", nil
 }
 
-// syncBuffer collects log lines from concurrent requests.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 type testAPI struct {
 	t      *testing.T
 	client *fake.Clientset
 	guard  *fakeGuard
 	srv    *Server
 	h      http.Handler
-	logs   *syncBuffer
+	logs   *logtest.Buffer
 	// bodies holds every response body, for the credential checks.
 	bodies []string
 }
 
 func newTestAPI(t *testing.T) *testAPI {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &logtest.Buffer{}
 	logger, err := logging.New(logging.FormatJSON, 2, logs)
 	if err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"strings"
@@ -21,6 +20,7 @@ import (
 	"github.com/image-prewarm/image-prewarm/pkg/controller"
 	"github.com/image-prewarm/image-prewarm/pkg/jobs"
 	"github.com/image-prewarm/image-prewarm/pkg/logging"
+	"github.com/image-prewarm/image-prewarm/pkg/logging/logtest"
 	"github.com/image-prewarm/image-prewarm/pkg/status"
 	"github.com/image-prewarm/image-prewarm/test/cluster"
 )
@@ -46,7 +46,7 @@ func TestMain(m *testing.M) {
 type env struct {
 	t    *testing.T
 	ns   string
-	logs *syncBuffer
+	logs *logtest.Buffer
 	stop context.CancelFunc
 	done chan struct{}
 }
@@ -61,7 +61,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, ns: ns, logs: &syncBuffer{}}
+	e := &env{t: t, ns: ns, logs: &logtest.Buffer{}}
 	t.Cleanup(e.stopController)
 	return e
 }
@@ -173,7 +173,7 @@ func phaseIs(phase string) func(*status.Status) bool {
 func (e *env) eventually(what string, timeout time.Duration, cond wait.ConditionWithContextFunc) {
 	e.t.Helper()
 	if err := wait.PollUntilContextTimeout(e.t.Context(), 100*time.Millisecond, timeout, true, cond); err != nil {
-		e.t.Fatalf("waiting for %s: %v\ncontroller log tail:\n%s", what, err, e.logs.tail(3000))
+		e.t.Fatalf("waiting for %s: %v\ncontroller log tail:\n%s", what, err, e.logs.Tail(3000))
 	}
 }
 
@@ -265,29 +265,4 @@ func (jw *jobWatch) snapshot() (maxActive int, created map[string]int) {
 		created[k] = v
 	}
 	return jw.maxActive, created
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func (b *syncBuffer) tail(n int) string {
-	s := b.String()
-	if len(s) > n {
-		return s[len(s)-n:]
-	}
-	return s
 }

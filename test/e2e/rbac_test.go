@@ -196,7 +196,7 @@ func holdLease(t *testing.T, client kubernetes.Interface, ns, name string) {
 func (e *env) assertRanWithoutDenials() {
 	e.t.Helper()
 	if log := strings.ToLower(e.logs.String()); strings.Contains(log, "forbidden") {
-		e.t.Errorf("the controller was denied something:\n%s", e.logs.tail(3000))
+		e.t.Errorf("the controller was denied something:\n%s", e.logs.Tail(3000))
 	}
 	reasons := map[string]int{}
 	for _, ev := range e.events() {

@@ -20,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/image-prewarm/image-prewarm/pkg/logging"
+	"github.com/image-prewarm/image-prewarm/pkg/logging/logtest"
 	"github.com/image-prewarm/image-prewarm/pkg/tasks"
 	"github.com/image-prewarm/image-prewarm/pkg/tasks/taskstest"
 )
@@ -32,7 +33,7 @@ type taskAPI struct {
 	e      *env
 	url    string
 	client *http.Client
-	logs   *syncBuffer
+	logs   *logtest.Buffer
 
 	mu     sync.Mutex
 	bodies []string
@@ -40,7 +41,7 @@ type taskAPI struct {
 
 func (e *env) startTaskAPI() *taskAPI {
 	e.t.Helper()
-	logs := &syncBuffer{}
+	logs := &logtest.Buffer{}
 	logger, err := logging.New(logging.FormatJSON, 2, logs)
 	if err != nil {
 		e.t.Fatal(err)

@@ -68,7 +68,7 @@ func (e *env) waitFirstJob(jw *jobWatch) {
 	select {
 	case <-jw.firstSeen:
 	case <-time.After(time.Minute):
-		e.t.Fatalf("no Job within a minute\ncontroller log tail:\n%s", e.logs.tail(3000))
+		e.t.Fatalf("no Job within a minute\ncontroller log tail:\n%s", e.logs.Tail(3000))
 	}
 }
 

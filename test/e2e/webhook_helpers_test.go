@@ -23,6 +23,7 @@ import (
 	"github.com/image-prewarm/image-prewarm/certs"
 	"github.com/image-prewarm/image-prewarm/pkg/jobs"
 	"github.com/image-prewarm/image-prewarm/pkg/logging"
+	"github.com/image-prewarm/image-prewarm/pkg/logging/logtest"
 	"github.com/image-prewarm/image-prewarm/pkg/metrics"
 	"github.com/image-prewarm/image-prewarm/pkg/webhook"
 )
@@ -30,7 +31,7 @@ import (
 // webhookLogs collects controller-runtime's log lines (server, certificate watcher,
 // handlers) of every webhook test; a failing test prints its tail.
 var (
-	webhookLogs    = &syncBuffer{}
+	webhookLogs    = &logtest.Buffer{}
 	webhookLogOnce sync.Once
 )
 
@@ -67,7 +68,7 @@ func startWebhook(t *testing.T) *webhookServer {
 	t.Cleanup(func() {
 		w.shutdown()
 		if t.Failed() {
-			t.Logf("webhook log tail:\n%s", webhookLogs.tail(4000))
+			t.Logf("webhook log tail:\n%s", webhookLogs.Tail(4000))
 		}
 	})
 	if err := retryFor20s(t.Context(), func() error { _, err := w.servedSerial(); return err }); err != nil {
@@ -222,7 +223,7 @@ func (e *env) createPod(ctx context.Context, client kubernetes.Interface, p *cor
 }
 
 // warningClient returns a client whose API warnings (kubectl prints them) land in buf.
-func warningClient(t *testing.T, buf *syncBuffer) kubernetes.Interface {
+func warningClient(t *testing.T, buf *logtest.Buffer) kubernetes.Interface {
 	t.Helper()
 	cfg := rest.CopyConfig(kube.Config)
 	cfg.WarningHandler = rest.NewWarningWriter(buf, rest.WarningWriterOptions{})

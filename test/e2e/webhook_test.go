@@ -16,6 +16,7 @@ import (
 
 	"github.com/image-prewarm/image-prewarm/pkg/config"
 	"github.com/image-prewarm/image-prewarm/pkg/jobs"
+	"github.com/image-prewarm/image-prewarm/pkg/logging/logtest"
 	"github.com/image-prewarm/image-prewarm/pkg/metrics"
 	"github.com/image-prewarm/image-prewarm/pkg/status"
 	"github.com/image-prewarm/image-prewarm/pkg/webhook"
@@ -31,7 +32,7 @@ func TestWebhookInjectsPullSecret(t *testing.T) {
 	e.registerMutating(w, admissionregistrationv1.Fail)
 	e.waitMutating()
 
-	warnings := &syncBuffer{}
+	warnings := &logtest.Buffer{}
 	client := warningClient(t, warnings)
 	label := map[string]string{jobs.LabelPullSecret: injected}
 	tests := map[string]struct {

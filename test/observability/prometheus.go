@@ -19,8 +19,9 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/image-prewarm/image-prewarm/pkg/logging/logtest"
 )
 
 // Dir is this package's source directory: the install script, the rule tests and the
@@ -79,7 +80,7 @@ type Prometheus struct {
 	URL  string
 	cmd  *exec.Cmd
 	done chan struct{}
-	log  *lockedBuffer
+	log  *logtest.Buffer
 }
 
 // Start writes a configuration, starts Prometheus and waits until it is ready.
@@ -95,7 +96,7 @@ func Start(ctx context.Context, o Options) (*Prometheus, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Prometheus{URL: "http://127.0.0.1:" + strconv.Itoa(port), done: make(chan struct{}), log: &lockedBuffer{}}
+	p := &Prometheus{URL: "http://127.0.0.1:" + strconv.Itoa(port), done: make(chan struct{}), log: &logtest.Buffer{}}
 	p.cmd = exec.Command(filepath.Join(o.BinDir, "prometheus"),
 		"--config.file="+config,
 		"--storage.tsdb.path="+filepath.Join(o.Dir, "data"),
@@ -271,21 +272,4 @@ func Promtool(ctx context.Context, binDir, workDir string, stdin []byte, args ..
 		return string(out), fmt.Errorf("promtool %s: %w", strings.Join(args, " "), err)
 	}
 	return string(out), nil
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
