@@ -103,13 +103,26 @@ func (c *Controller) addHandlers() {
 		UpdateFunc: func(_, cur any) { c.enqueueObject(cur) },
 		DeleteFunc: c.enqueueObject,
 	})
-	owned := cache.ResourceEventHandlerFuncs{
-		AddFunc:    c.enqueueOwner,
-		UpdateFunc: func(_, cur any) { c.enqueueOwner(cur) },
+	// Only changes that can alter a decision wake the spec: a Job appearing, finishing or
+	// going away, and a pod stuck on a pull error. Kubelet (or kwok) updates every pod
+	// several times on its way; reconciling a 1000-node spec on each would delay the
+	// events that free a slot.
+	_, _ = c.jobInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: c.enqueueOwner,
+		UpdateFunc: func(old, cur any) {
+			if jobChanged(old, cur) {
+				c.enqueueOwner(cur)
+			}
+		},
 		DeleteFunc: c.enqueueOwner,
-	}
-	_, _ = c.jobInformer.AddEventHandler(owned)
-	_, _ = c.podInformer.AddEventHandler(owned)
+	})
+	_, _ = c.podInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		UpdateFunc: func(_, cur any) {
+			if pod, ok := cur.(*corev1.Pod); ok && hasPullError(pod) {
+				c.enqueueOwner(cur)
+			}
+		},
+	})
 	_, _ = c.nodeInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: func(any) { c.enqueueAllSpecs() },
 		UpdateFunc: func(old, cur any) {

@@ -103,3 +103,33 @@ func truncate(s string) string {
 	}
 	return s[:maxReasonLen] + "…"
 }
+
+// jobChanged reports an update that matters to the window: the Job finished, or is
+// being deleted.
+func jobChanged(old, cur any) bool {
+	o, ok1 := old.(*batchv1.Job)
+	n, ok2 := cur.(*batchv1.Job)
+	if !ok1 || !ok2 {
+		return true
+	}
+	return jobFinished(o) != jobFinished(n) || (o.DeletionTimestamp == nil) != (n.DeletionTimestamp == nil)
+}
+
+func jobFinished(job *batchv1.Job) bool {
+	for _, c := range job.Status.Conditions {
+		if (c.Type == batchv1.JobComplete || c.Type == batchv1.JobFailed) && c.Status == corev1.ConditionTrue {
+			return true
+		}
+	}
+	return false
+}
+
+// hasPullError: an init container waits on a failed pull (permanent or not yet known).
+func hasPullError(pod *corev1.Pod) bool {
+	for _, st := range pod.Status.InitContainerStatuses {
+		if w := st.State.Waiting; w != nil && pullErrorReasons[w.Reason] {
+			return true
+		}
+	}
+	return false
+}
