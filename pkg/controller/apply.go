@@ -188,8 +188,10 @@ func (c *Controller) teardown(ctx context.Context, spec string) error {
 	return nil
 }
 
-// cleanupSpecLabel deletes every Job of the spec (by label value) not in keepRun, and
-// the Secrets of their runs.
+// cleanupSpecLabel deletes the Jobs of the spec (by label value) not in keepRun, and
+// the Secrets of their runs. When a run is superseded (keepRun set) only its active Jobs
+// are cancelled: finished ones go with their TTL, and deleting them would cost a write
+// per node. When the spec is gone (keepRun empty) every Job goes at once.
 func (c *Controller) cleanupSpecLabel(ctx context.Context, value, keepRun string) error {
 	objs, _ := c.jobInformer.GetIndexer().ByIndex(indexBySpec, value)
 	runs := map[string]bool{}
@@ -200,6 +202,9 @@ func (c *Controller) cleanupSpecLabel(ctx context.Context, value, keepRun string
 			continue
 		}
 		runs[run] = true
+		if keepRun != "" && jobFinished(job) {
+			continue
+		}
 		if err := c.deleteJob(ctx, job.Name); err != nil {
 			return err
 		}

@@ -59,11 +59,43 @@ func (r *Recorder) Write(path string) error {
 		time.Now().UTC().Format(time.RFC3339), gitCommit(), runtime.GOOS+"/"+runtime.GOARCH, runtime.NumCPU(), memTotal(), runtime.Version())
 	b.WriteString("Each figure is the median of the runs, with min and max. The machine is shared and noisy: read ratios and medians, not single numbers.\n\n")
 	b.WriteString("| figure | median | min | max | runs | goal | notes |\n|---|---|---|---|---|---|---|\n")
+	measured := map[string]bool{}
 	for _, f := range r.figures {
 		med, lo, hi := f.stats()
+		measured[f.Name] = true
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %d | %s | %s |\n", f.Name, format(med, f.Unit), format(lo, f.Unit), format(hi, f.Unit), len(f.Values), f.Goal, f.Note)
 	}
+	for _, row := range earlierRows(path, measured) {
+		b.WriteString(row + "\n")
+	}
 	return os.WriteFile(path, []byte(b.String()), 0o644)
+}
+
+// earlierRows keeps the figures of a previous RESULTS.md that this run did not measure
+// (a run limited with -run), each marked with the commit it was measured at.
+func earlierRows(path string, measured map[string]bool) []string {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	commit := "an earlier commit"
+	var rows []string
+	for _, line := range strings.Split(string(raw), "\n") {
+		if c, ok := strings.CutPrefix(line, "- commit: "); ok {
+			commit = c
+		}
+		cells := strings.Split(line, " | ")
+		if !strings.HasPrefix(line, "| ") || len(cells) < 7 || strings.HasPrefix(line, "| figure") {
+			continue
+		}
+		if name := strings.TrimPrefix(cells[0], "| "); !measured[name] {
+			if !strings.Contains(line, "(measured at ") {
+				line = strings.TrimSuffix(line, " |") + " (measured at " + commit + ") |"
+			}
+			rows = append(rows, line)
+		}
+	}
+	return rows
 }
 
 func format(v float64, unit string) string {
