@@ -247,18 +247,20 @@ func (c *Controller) loadStatus(ctx context.Context, spec string) (*storedStatus
 
 // writeStatus stores the run's status when it changed, at most once per StatusInterval;
 // a change held back is written by a requeue when the interval has passed.
+// The ConfigMap (every node's result as JSON) is only built when a write is due: building
+// it on each reconcile of a 1000-node spec was most of the reconcile's time.
 func (c *Controller) writeStatus(ctx context.Context, spec string, rs *runState, nodes []rollout.Node) error {
 	c.fillStatus(rs, nodes)
+	c.exportMetrics(spec, rs, nodes)
+	if wait := c.opts.StatusInterval - time.Since(rs.lastWrite); wait > 0 {
+		c.queue.AddAfter(spec, wait) // one deferred reconcile writes what changed meanwhile
+		return nil
+	}
 	desired, err := rs.status.ConfigMap(c.opts.Namespace, map[string]string{jobs.LabelApp: jobs.AppName})
 	if err != nil {
 		return err
 	}
-	c.exportMetrics(spec, rs, nodes)
 	if maps.Equal(desired.Data, rs.written) {
-		return nil
-	}
-	if wait := c.opts.StatusInterval - time.Since(rs.lastWrite); wait > 0 {
-		c.queue.AddAfter(spec, wait)
 		return nil
 	}
 	if rs.owner.UID != "" {
