@@ -202,7 +202,7 @@ func (c *Controller) cleanupSpecLabel(ctx context.Context, value, keepRun string
 			continue
 		}
 		runs[run] = true
-		if keepRun != "" && jobFinished(job) {
+		if keepRun != "" && jobs.Finished(job) {
 			continue
 		}
 		if err := c.deleteJob(ctx, job.Name); err != nil {

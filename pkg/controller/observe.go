@@ -112,16 +112,7 @@ func jobChanged(old, cur any) bool {
 	if !ok1 || !ok2 {
 		return true
 	}
-	return jobFinished(o) != jobFinished(n) || (o.DeletionTimestamp == nil) != (n.DeletionTimestamp == nil)
-}
-
-func jobFinished(job *batchv1.Job) bool {
-	for _, c := range job.Status.Conditions {
-		if (c.Type == batchv1.JobComplete || c.Type == batchv1.JobFailed) && c.Status == corev1.ConditionTrue {
-			return true
-		}
-	}
-	return false
+	return jobs.Finished(o) != jobs.Finished(n) || (o.DeletionTimestamp == nil) != (n.DeletionTimestamp == nil)
 }
 
 // hasPullError: an init container waits on a failed pull (permanent or not yet known).

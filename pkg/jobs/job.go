@@ -228,3 +228,13 @@ func NodeOf(job *batchv1.Job) string {
 	}
 	return job.Annotations[AnnotationNode]
 }
+
+// Finished reports whether the Job has ended, successfully or not.
+func Finished(job *batchv1.Job) bool {
+	for _, c := range job.Status.Conditions {
+		if (c.Type == batchv1.JobComplete || c.Type == batchv1.JobFailed) && c.Status == corev1.ConditionTrue {
+			return true
+		}
+	}
+	return false
+}

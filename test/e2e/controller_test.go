@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -242,7 +241,7 @@ func TestSpecEditedThenDeleted(t *testing.T) {
 	e.applySpec("edit", e.privateSpec(3, "harbor.example.com/ml/b:1"))
 	e.eventually("old run's active Jobs and Secret gone", 30*time.Second, func(context.Context) (bool, error) {
 		for _, j := range e.jobs() {
-			if j.Labels[jobs.LabelRun] == oldRun && j.DeletionTimestamp == nil && !finished(&j) {
+			if j.Labels[jobs.LabelRun] == oldRun && j.DeletionTimestamp == nil && !jobs.Finished(&j) {
 				return false, nil
 			}
 		}
@@ -299,15 +298,4 @@ func TestControllerRestartMidRollout(t *testing.T) {
 	}
 	e.eventually("Secret reaped", 30*time.Second, func(context.Context) (bool, error) { return len(e.secrets()) == 0, nil })
 	e.assertNoCredentialLeak()
-}
-
-// finished: a Job of a superseded run that completed stays until its TTL; only active
-// ones are cancelled.
-func finished(j *batchv1.Job) bool {
-	for _, c := range j.Status.Conditions {
-		if (c.Type == batchv1.JobComplete || c.Type == batchv1.JobFailed) && c.Status == corev1.ConditionTrue {
-			return true
-		}
-	}
-	return false
 }

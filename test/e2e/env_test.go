@@ -243,12 +243,7 @@ func (jw *jobWatch) observe(t watch.EventType, job *batchv1.Job) {
 		jw.created[jobs.NodeOf(job)]++
 		jw.first.Do(func() { close(jw.firstSeen) })
 	}
-	finished := t == watch.Deleted || job.DeletionTimestamp != nil
-	for _, c := range job.Status.Conditions {
-		if (c.Type == batchv1.JobComplete || c.Type == batchv1.JobFailed) && c.Status == corev1.ConditionTrue {
-			finished = true
-		}
-	}
+	finished := t == watch.Deleted || job.DeletionTimestamp != nil || jobs.Finished(job)
 	if finished {
 		delete(jw.active, job.Name)
 	} else {

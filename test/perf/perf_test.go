@@ -254,22 +254,13 @@ func watchTimeline(t *testing.T, kube *cluster.Cluster, ns string) *jobTimeline 
 				tl.known[job.Name] = true
 				tl.added[job.Name], tl.nodeOf[job.Name] = now, jobs.NodeOf(job)
 			}
-			if _, current := tl.added[job.Name]; current && tl.finished[job.Name].IsZero() && jobDone(job) {
+			if _, current := tl.added[job.Name]; current && tl.finished[job.Name].IsZero() && jobs.Finished(job) {
 				tl.finished[job.Name] = now
 			}
 			tl.mu.Unlock()
 		}
 	}()
 	return tl
-}
-
-func jobDone(job *batchv1.Job) bool {
-	for _, c := range job.Status.Conditions {
-		if (c.Type == batchv1.JobComplete || c.Type == batchv1.JobFailed) && c.Status == corev1.ConditionTrue {
-			return true
-		}
-	}
-	return false
 }
 
 // boundAndRefill returns max(total work / window, longest Job) from observed Job
