@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -34,13 +35,15 @@ func Mutate(pod *corev1.Pod) (changed bool) {
 	if err != nil || name == "" {
 		return false
 	}
-	for _, ref := range pod.Spec.ImagePullSecrets {
-		if ref.Name == name {
-			return false
-		}
+	if hasPullSecret(pod, name) {
+		return false
 	}
 	pod.Spec.ImagePullSecrets = append(pod.Spec.ImagePullSecrets, corev1.LocalObjectReference{Name: name})
 	return true
+}
+
+func hasPullSecret(pod *corev1.Pod, name string) bool {
+	return slices.ContainsFunc(pod.Spec.ImagePullSecrets, func(ref corev1.LocalObjectReference) bool { return ref.Name == name })
 }
 
 // pullSecretName returns the value of the pod's jobs.LabelPullSecret label: "" without
@@ -71,9 +74,15 @@ func (PodMutator) Handle(ctx context.Context, req admission.Request) admission.R
 	if err := decoder.Decode(req, pod); err != nil {
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decode pod: %w", err))
 	}
-	if _, err := pullSecretName(pod); err != nil {
+	name, err := pullSecretName(pod)
+	if err != nil {
 		logging.FromContext(ctx).Info("pull secret label unusable", "reason", err.Error())
 		return admission.Allowed("").WithWarnings(err.Error())
+	}
+	// Prewarm Jobs already carry their Secret, so the usual request changes nothing:
+	// answer it before encoding the pod.
+	if name == "" || hasPullSecret(pod, name) {
+		return admission.Allowed("")
 	}
 	// The patch is the difference between two encodings of our own decoded pod, not
 	// between the request's raw bytes and our encoding: diffing against the raw bytes
