@@ -81,7 +81,7 @@ func (c *Controller) ensureSecret(ctx context.Context, cm *corev1.ConfigMap, rs 
 	}
 	if err != nil {
 		rs.failure = "pull Secret: " + err.Error()
-		c.recorder.Event(cm, corev1.EventTypeWarning, "PullSecretFailed", truncateEvent(rs.failure))
+		c.recorder.Event(cm, corev1.EventTypeWarning, "PullSecretFailed", truncate(rs.failure, maxEventLen))
 		return err
 	}
 	rs.secretPresent = new(true)
@@ -140,7 +140,7 @@ func (c *Controller) checkTaskSecret(ctx context.Context, cm *corev1.ConfigMap, 
 	if err != nil {
 		metrics.SecretFailures.WithLabelValues("read").Inc()
 		rs.failure = fmt.Sprintf("pull Secret: pullSecret %q: %v", rs.spec.PullSecret, err)
-		c.recorder.Event(cm, corev1.EventTypeWarning, "PullSecretFailed", truncateEvent(rs.failure))
+		c.recorder.Event(cm, corev1.EventTypeWarning, "PullSecretFailed", truncate(rs.failure, maxEventLen))
 		return fmt.Errorf("pullSecret %q: %w", rs.spec.PullSecret, err)
 	}
 	rs.secretPresent = new(true)

@@ -3,6 +3,7 @@ package controller
 import (
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -158,5 +159,21 @@ func TestPullDurations(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestTruncateKeepsValidUTF8(t *testing.T) {
+	for name, tc := range map[string]struct {
+		in   string
+		n    int
+		want string
+	}{
+		"short":      {in: "ok", n: 5, want: "ok"},
+		"ascii":      {in: "abcdef", n: 3, want: "abc…"},
+		"multi-byte": {in: "ÄÖÜäöü", n: 2, want: "ÄÖ…"},
+	} {
+		if got := truncate(tc.in, tc.n); got != tc.want || !utf8.ValidString(got) {
+			t.Errorf("%s: truncate = %q, want %q", name, got, tc.want)
+		}
 	}
 }

@@ -11,8 +11,12 @@ import (
 	"github.com/image-prewarm/image-prewarm/pkg/rollout"
 )
 
-// maxReasonLen bounds a failure reason kept in status and Events.
-const maxReasonLen = 300
+// maxReasonLen bounds a failure reason kept in status and Events; maxEventLen any
+// Event message.
+const (
+	maxReasonLen = 300
+	maxEventLen  = 1000
+)
 
 // pullErrorReasons are kubelet's waiting reasons for a pull that did not work.
 var pullErrorReasons = map[string]bool{
@@ -44,7 +48,7 @@ func observeJob(job *batchv1.Job, pods []*corev1.Pod) observation {
 		case batchv1.JobComplete:
 			return observation{phase: rollout.Succeeded}
 		case batchv1.JobFailed:
-			return observation{phase: rollout.Failed, reason: truncate(c.Reason + ": " + c.Message)}
+			return observation{phase: rollout.Failed, reason: truncate(c.Reason+": "+c.Message, maxReasonLen)}
 		}
 	}
 	for _, pod := range pods {
@@ -65,7 +69,7 @@ func permanentPullError(pod *corev1.Pod) (string, bool) {
 		text := strings.ToLower(w.Reason + " " + w.Message)
 		for _, marker := range permanentPullMarkers {
 			if strings.Contains(text, marker) {
-				return truncate(w.Reason + ": " + w.Message), true
+				return truncate(w.Reason+": "+w.Message, maxReasonLen), true
 			}
 		}
 	}
@@ -97,11 +101,14 @@ func pullDurations(pod *corev1.Pod) map[int]time.Duration {
 	return out
 }
 
-func truncate(s string) string {
-	if len(s) <= maxReasonLen {
+// truncate keeps at most n runes of s. Runes, not bytes: a cut multi-byte character
+// would be invalid UTF-8, which a ConfigMap refuses.
+func truncate(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
 		return s
 	}
-	return s[:maxReasonLen] + "…"
+	return string(r[:n]) + "…"
 }
 
 // jobChanged reports an update that matters to the window: the Job finished, or is

@@ -81,7 +81,7 @@ func (c *Controller) sync(ctx context.Context, name string) error {
 // valid spec: a bad edit must not lose work in progress.
 func (c *Controller) rejectSpec(ctx context.Context, cm *corev1.ConfigMap, rs *runState, err error) error {
 	metrics.RejectConfig(cm.Name, cm.ResourceVersion)
-	c.recorder.Event(cm, corev1.EventTypeWarning, "InvalidSpec", truncateEvent(err.Error()))
+	c.recorder.Event(cm, corev1.EventTypeWarning, "InvalidSpec", truncate(err.Error(), maxEventLen))
 	logging.FromContext(ctx).Info("prewarm spec rejected", "error", err.Error())
 	if rs == nil {
 		rs = &runState{status: &status.Status{Spec: cm.Name, Results: map[string]status.Result{}}, owner: ownerOf(cm)}
@@ -209,7 +209,7 @@ func (c *Controller) record(ctx context.Context, cm *corev1.ConfigMap, rs *runSt
 	if phase == rollout.Failed || phase == rollout.Gone {
 		class := metrics.ReasonClass(string(phase), reason)
 		metrics.NodeFailures.WithLabelValues(cm.Name, class).Inc()
-		c.recorder.Eventf(cm, corev1.EventTypeWarning, "NodeFailed", "node %s: %s", node, truncateEvent(reason))
+		c.recorder.Eventf(cm, corev1.EventTypeWarning, "NodeFailed", "node %s: %s", node, truncate(reason, maxEventLen))
 		logging.FromContext(ctx).Info("node failed to prewarm", logging.KeyNode, node, logging.KeyRun, rs.runID, "reason", reason)
 	}
 }
@@ -266,13 +266,6 @@ func (c *Controller) announceCompletion(cm *corev1.ConfigMap, rs *runState, coun
 	}
 	c.recorder.Eventf(cm, kind, reason, "run %s: %d nodes: %d succeeded, %d skipped, %d failed, %d gone",
 		rs.runID, total, counts[rollout.Succeeded], counts[rollout.Skipped], counts[rollout.Failed], counts[rollout.Gone])
-}
-
-func truncateEvent(s string) string {
-	if len(s) > 1000 {
-		return s[:1000] + "…"
-	}
-	return s
 }
 
 func ownerOf(cm *corev1.ConfigMap) metav1.OwnerReference {
