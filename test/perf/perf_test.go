@@ -148,21 +148,7 @@ func createNodes(t *testing.T, kube *cluster.Cluster, prefix string, n int, labe
 	for i := range specs {
 		specs[i].Labels = map[string]string{"perf": label}
 	}
-	var wg sync.WaitGroup
-	errs := make(chan error, 8)
-	for w := range 8 { // parallel creates: 1000 nodes one by one would dominate the run
-		wg.Go(func() {
-			for i := w; i < len(specs); i += 8 {
-				if err := kube.CreateNodes(context.Background(), specs[i]); err != nil {
-					errs <- err
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
+	if err := kube.CreateNodes(t.Context(), specs...); err != nil {
 		t.Fatal(err)
 	}
 	names := cluster.Names(specs)
@@ -453,22 +439,15 @@ func TestControllerHeap(t *testing.T) {
 	results.Add(Figure{Name: "controller heap after sync, 5000 nodes × 50 images", Goal: "≤ 64 MiB", Unit: "MiB", Values: heaps, Note: "HeapInuse growth after GC, in-process; nodes not managed by kwok"})
 }
 
-// createUnmanaged creates nodes kwok ignores (no kwok label), in parallel.
+// createUnmanaged creates nodes kwok ignores (no kwok label, never Ready).
 func createUnmanaged(t *testing.T, kube *cluster.Cluster, specs []cluster.NodeSpec) {
 	t.Helper()
-	var wg sync.WaitGroup
-	for w := range 8 {
-		wg.Go(func() {
-			for i := w; i < len(specs); i += 8 {
-				n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: specs[i].Name, Labels: specs[i].Labels}}
-				for _, img := range specs[i].Images {
-					n.Status.Images = append(n.Status.Images, corev1.ContainerImage{Names: []string{img}})
-				}
-				_, _ = kube.Client.CoreV1().Nodes().Create(context.Background(), n, metav1.CreateOptions{})
-			}
-		})
+	for i := range specs {
+		specs[i].Unmanaged = true
 	}
-	wg.Wait()
+	if err := kube.CreateNodes(t.Context(), specs...); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
 		_ = kube.Client.CoreV1().Nodes().DeleteCollection(context.Background(), metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: "perf=heap-idle"})
 	})
