@@ -17,9 +17,13 @@ import (
 // names become one packed string of sorted 64-bit fingerprints of their normalized form
 // (docker.io/library/…): 8 bytes a name instead of about 90, computed once per update
 // rather than on every reconcile. The trimmed node lives only in this informer.
+//
+// client-go may hand an already trimmed node to the transform again (its docs ask for
+// idempotence), so a trimmed node is marked and passed through unchanged: trimming twice
+// would fingerprint the packed fingerprints and lose the node's images.
 func trimNode(obj any) (any, error) {
 	n, ok := obj.(*corev1.Node)
-	if !ok {
+	if !ok || isTrimmed(n) {
 		return obj, nil
 	}
 	out := &corev1.Node{
@@ -34,7 +38,17 @@ func trimNode(obj any) (any, error) {
 	if fp := fingerprints(n.Status.Images); fp != "" {
 		out.Status.Images = []corev1.ContainerImage{{Names: []string{fp}}}
 	}
+	out.Annotations = map[string]string{trimmedAnnotation: ""}
 	return out, nil
+}
+
+// trimmedAnnotation marks a node the transform has already trimmed. It exists only in
+// the controller's memory, never on the API server.
+const trimmedAnnotation = "image-prewarm.io/trimmed"
+
+func isTrimmed(n *corev1.Node) bool {
+	_, ok := n.Annotations[trimmedAnnotation]
+	return ok
 }
 
 // normalizeImage returns the fully qualified form of an image reference, so that

@@ -87,6 +87,16 @@ func TestHasAllImagesThroughTransform(t *testing.T) {
 	}
 }
 
+// client-go may pass a node through the transform twice; its images must survive.
+func TestTrimNodeTwiceKeepsImages(t *testing.T) {
+	once, _ := trimNode(node("a", ready, images("nginx:1.27", "harbor.x/ml/a:1", "other:1")))
+	twice, _ := trimNode(once)
+	sel := newSelection(nil, nil, []string{"nginx:1.27", "harbor.x/ml/a:1"})
+	if !sel.hasAllImages(twice.(*corev1.Node)) || imageCount(twice.(*corev1.Node)) != 3 {
+		t.Fatalf("after two trims: %d images, hasAllImages %v", imageCount(twice.(*corev1.Node)), sel.hasAllImages(twice.(*corev1.Node)))
+	}
+}
+
 func TestTrimNodeKeepsOnlyWhatIsRead(t *testing.T) {
 	n := node("a", ready, labeled("k", "v"), tainted(corev1.TaintEffectNoSchedule), images("nginx:1.27"))
 	n.Annotations = map[string]string{"big": "x"}
@@ -94,7 +104,7 @@ func TestTrimNodeKeepsOnlyWhatIsRead(t *testing.T) {
 	n.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubelet"}}
 	obj, _ := trimNode(n)
 	got := obj.(*corev1.Node)
-	if got.Annotations != nil || got.ManagedFields != nil || len(got.Status.Conditions) != 1 || !isReady(got) || got.Labels["k"] != "v" || len(got.Spec.Taints) != 1 {
+	if len(got.Annotations) != 1 || got.ManagedFields != nil || len(got.Status.Conditions) != 1 || !isReady(got) || got.Labels["k"] != "v" || len(got.Spec.Taints) != 1 {
 		t.Fatalf("trimmed node: %+v", got)
 	}
 }
