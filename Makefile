@@ -30,8 +30,8 @@ lint: ## gofmt and go vet
 	$(GO) vet ./...
 
 .PHONY: unit
-unit: ## Unit tests (no cluster): cmd, pkg, certs
-	$(GO) test -count=1 ./cmd/... ./pkg/... ./certs/...
+unit: ## Unit tests (no cluster, race detector on): cmd, pkg, certs
+	$(GO) test -race -count=1 ./cmd/... ./pkg/... ./certs/...
 
 .PHONY: integration
 integration: cluster-binaries ## Tests against the real local control plane (test/cluster, test/e2e)

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/workqueue"
 
 	"github.com/image-prewarm/image-prewarm/pkg/jobs"
 	"github.com/image-prewarm/image-prewarm/pkg/logging"
@@ -23,19 +25,8 @@ import (
 // apply creates the Jobs the window starts and deletes the ones that must stop: nodes
 // gone mid-pull and pods stuck on a permanent pull error.
 func (c *Controller) apply(ctx context.Context, cm *corev1.ConfigMap, rs *runState, d rollout.Decision, failFast []*batchv1.Job, gone []string) error {
-	logger := logging.FromContext(ctx)
-	for _, node := range d.Start {
-		job := jobs.BuildJob(c.jobParams(rs, node))
-		job.OwnerReferences = []metav1.OwnerReference{rs.owner}
-		_, err := c.client.BatchV1().Jobs(c.opts.Namespace).Create(ctx, job, metav1.CreateOptions{})
-		if apierrors.IsAlreadyExists(err) {
-			continue // created before a restart; the informer will show it
-		}
-		if err != nil {
-			return wrapf(err, "create Job for node %s", node)
-		}
-		metrics.JobsCreated.WithLabelValues(cm.Name).Inc()
-		logger.V(1).Info("job created", logging.KeyNode, node, logging.KeyJob, job.Name)
+	if err := c.createJobs(ctx, cm, rs, d.Start); err != nil {
+		return err
 	}
 	for _, node := range append(d.Cancel, gone...) {
 		if err := c.deleteJob(ctx, jobs.JobName(rs.runID, node)); err != nil {
@@ -51,6 +42,48 @@ func (c *Controller) apply(ctx context.Context, cm *corev1.ConfigMap, rs *runSta
 	return nil
 }
 
+// parallelCreates bounds the Job creates in flight for one spec. Several slots often
+// free together (a wave of pulls ends within a second), and on a busy API server one
+// create takes 50–200 ms: one after another, the last slot of a wave waited for all.
+const parallelCreates = 16
+
+// createJobs creates the nodes' Jobs, several at a time. Every create is attempted; a
+// node whose create failed is started again on the retry. The error names the first
+// failure and how many failed (fifty copies of one "forbidden" help nobody).
+func (c *Controller) createJobs(ctx context.Context, cm *corev1.ConfigMap, rs *runState, nodes []string) error {
+	errs := make([]error, len(nodes))
+	workqueue.ParallelizeUntil(ctx, parallelCreates, len(nodes), func(i int) {
+		errs[i] = c.createJob(ctx, cm, rs, nodes[i])
+	})
+	var first error
+	failed := 0
+	for _, err := range errs {
+		if err != nil {
+			first = cmp.Or(first, err)
+			failed++
+		}
+	}
+	if failed > 1 {
+		return fmt.Errorf("%d of %d Job creates failed, the first: %w", failed, len(nodes), first)
+	}
+	return first
+}
+
+func (c *Controller) createJob(ctx context.Context, cm *corev1.ConfigMap, rs *runState, node string) error {
+	job := jobs.BuildJob(c.jobParams(rs, node))
+	job.OwnerReferences = []metav1.OwnerReference{rs.owner}
+	_, err := c.client.BatchV1().Jobs(c.opts.Namespace).Create(ctx, job, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		return nil // created before a restart; the informer will show it
+	}
+	if err != nil {
+		return wrapf(err, "create Job for node %s", node)
+	}
+	metrics.JobsCreated.WithLabelValues(cm.Name).Inc()
+	logging.FromContext(ctx).V(1).Info("job created", logging.KeyNode, node, logging.KeyJob, job.Name)
+	return nil
+}
+
 func (c *Controller) deleteJob(ctx context.Context, name string) error {
 	err := c.client.BatchV1().Jobs(c.opts.Namespace).Delete(ctx, name, backgroundDeletion)
 	return wrapf(ignoreNotFound(err), "delete Job %s", name)
@@ -59,7 +92,7 @@ func (c *Controller) deleteJob(ctx context.Context, name string) error {
 // ensureSecret creates the run's pull Secret from the registries' credentials Secrets
 // before any Job needs it. A failure fails the run with a clear Event; no Job starts.
 func (c *Controller) ensureSecret(ctx context.Context, cm *corev1.ConfigMap, rs *runState) error {
-	if rs.secretPresent != nil && *rs.secretPresent {
+	if rs.secret.Load() == secretPresent {
 		return nil
 	}
 	if rs.spec.PullSecret != "" {
@@ -84,7 +117,7 @@ func (c *Controller) ensureSecret(ctx context.Context, cm *corev1.ConfigMap, rs 
 		c.recorder.Event(cm, corev1.EventTypeWarning, "PullSecretFailed", truncate(rs.failure, maxEventLen))
 		return err
 	}
-	rs.secretPresent = new(true)
+	rs.secret.Store(secretPresent)
 	return nil
 }
 
@@ -113,13 +146,13 @@ func (c *Controller) dockerConfig(ctx context.Context, rs *runState) ([]byte, er
 
 // reapSecret deletes the run's Secret once every node has reported.
 func (c *Controller) reapSecret(ctx context.Context, cm *corev1.ConfigMap, rs *runState) error {
-	if !needsSecret(rs.spec) || (rs.secretPresent != nil && !*rs.secretPresent) {
+	if !needsSecret(rs.spec) || (rs.secret.Load() == secretAbsent) {
 		return nil
 	}
 	if err := c.deleteSecretNamed(ctx, cm, pullSecretName(rs), rs.runID); err != nil {
 		return err
 	}
-	rs.secretPresent = new(false)
+	rs.secret.Store(secretAbsent)
 	return nil
 }
 
@@ -143,7 +176,7 @@ func (c *Controller) checkTaskSecret(ctx context.Context, cm *corev1.ConfigMap, 
 		c.recorder.Event(cm, corev1.EventTypeWarning, "PullSecretFailed", truncate(rs.failure, maxEventLen))
 		return fmt.Errorf("pullSecret %q: %w", rs.spec.PullSecret, err)
 	}
-	rs.secretPresent = new(true)
+	rs.secret.Store(secretPresent)
 	return nil
 }
 
@@ -178,10 +211,7 @@ func (c *Controller) teardown(ctx context.Context, spec string) error {
 	if err := c.cleanupSpecLabel(ctx, jobs.SpecLabelValue(spec), ""); err != nil {
 		return err
 	}
-	err := c.client.CoreV1().ConfigMaps(c.opts.Namespace).Delete(ctx, status.Name(spec), metav1.DeleteOptions{})
-	if err = ignoreNotFound(err); err != nil {
-		return err
-	}
+	c.statuses.remove(spec)
 	c.setRun(spec, nil)
 	metrics.ForgetSpec(spec)
 	logging.FromContext(ctx).Info("spec deleted; its Jobs and Secrets are gone")
@@ -245,10 +275,9 @@ func (c *Controller) loadStatus(ctx context.Context, spec string) (*storedStatus
 	return &storedStatus{obj: cm, status: s}, nil
 }
 
-// writeStatus stores the run's status when it changed, at most once per StatusInterval;
-// a change held back is written by a requeue when the interval has passed.
-// The ConfigMap (every node's result as JSON) is only built when a write is due: building
-// it on each reconcile of a 1000-node spec was most of the reconcile's time.
+// writeStatus hands the run's status to the status writer when it changed, at most once
+// per StatusInterval; a change held back is handed over by a requeue when the interval
+// has passed. The ConfigMap (every node's result as JSON) is only built when one is due.
 func (c *Controller) writeStatus(ctx context.Context, spec string, rs *runState, nodes []rollout.Node) error {
 	c.fillStatus(rs, nodes)
 	c.exportMetrics(spec, rs, nodes)
@@ -266,20 +295,7 @@ func (c *Controller) writeStatus(ctx context.Context, spec string, rs *runState,
 	if rs.owner.UID != "" {
 		desired.OwnerReferences = []metav1.OwnerReference{rs.owner}
 	}
-	var saved *corev1.ConfigMap
-	if rs.statusObj == nil {
-		saved, err = c.client.CoreV1().ConfigMaps(c.opts.Namespace).Create(ctx, desired, metav1.CreateOptions{})
-	} else {
-		desired.ResourceVersion = rs.statusObj.ResourceVersion
-		saved, err = c.client.CoreV1().ConfigMaps(c.opts.Namespace).Update(ctx, desired, metav1.UpdateOptions{})
-	}
-	if apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) || apierrors.IsNotFound(err) {
-		rs.statusObj, _ = c.client.CoreV1().ConfigMaps(c.opts.Namespace).Get(ctx, desired.Name, metav1.GetOptions{})
-		return err // requeued; the next write uses the fresh version
-	}
-	if err != nil {
-		return wrapf(err, "write status %s", desired.Name)
-	}
-	rs.statusObj, rs.written, rs.lastWrite = saved, desired.Data, time.Now()
+	c.statuses.write(spec, desired)
+	rs.written, rs.lastWrite = desired.Data, time.Now()
 	return nil
 }

@@ -30,10 +30,14 @@ import (
 
 const (
 	indexBySpec = "spec"
+	indexByRun  = "run" // a run ID hashes the spec's name too: one spec's Jobs only
 	indexByJob  = "job"
 	// podJobLabel is set by the Job controller on every pod of a Job.
 	podJobLabel = batchv1.JobNameLabel
 )
+
+// statusWorkers write status ConfigMaps of different specs in parallel.
+const statusWorkers = 2
 
 // Options configure the controller.
 type Options struct {
@@ -58,7 +62,8 @@ type Controller struct {
 	factories    []informers.SharedInformerFactory
 	broadcaster  record.EventBroadcaster
 
-	queue workqueue.TypedRateLimitingInterface[string]
+	queue    workqueue.TypedRateLimitingInterface[string]
+	statuses *statusWriter
 
 	mu   sync.Mutex
 	runs map[string]*runState // by spec name
@@ -89,9 +94,10 @@ func New(client kubernetes.Interface, opts Options) *Controller {
 		factories:    []informers.SharedInformerFactory{specs, owned, nodes},
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "prewarm"}),
-		runs: map[string]*runState{},
+		statuses: newStatusWriter(client, opts.Namespace),
+		runs:     map[string]*runState{},
 	}
-	utilruntime.Must(c.jobInformer.AddIndexers(cache.Indexers{indexBySpec: byLabel(jobs.LabelSpec)}))
+	utilruntime.Must(c.jobInformer.AddIndexers(cache.Indexers{indexBySpec: byLabel(jobs.LabelSpec), indexByRun: byLabel(jobs.LabelRun)}))
 	utilruntime.Must(c.podInformer.AddIndexers(cache.Indexers{indexByJob: byLabel(podJobLabel)}))
 	c.addHandlers()
 	return c
@@ -204,6 +210,7 @@ func (c *Controller) Run(ctx context.Context, workers int) error {
 	for range workers {
 		wg.Go(func() { wait.UntilWithContext(ctx, c.runWorker, time.Second) })
 	}
+	wg.Go(func() { c.statuses.run(ctx, statusWorkers) })
 	<-ctx.Done()
 	c.queue.ShutDown()
 	wg.Wait()

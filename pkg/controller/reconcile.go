@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -31,12 +32,12 @@ type runState struct {
 	spec   *config.Spec
 	owner  metav1.OwnerReference
 	status *status.Status
-	// secretPresent is nil when unknown (after a restart), else whether it exists.
-	secretPresent *bool
-	lastWrite     time.Time
-	written       map[string]string
-	statusObj     *corev1.ConfigMap
-	finishedJobs  map[types.UID]bool
+	// secret is whether the pull Secret exists (unknown after a restart). Atomic: other
+	// specs' reconciles read it for the active-Secrets gauge.
+	secret       atomic.Int32
+	lastWrite    time.Time         // when the status was last handed to the writer
+	written      map[string]string // what was handed over
+	finishedJobs map[types.UID]bool
 	// active counts this run's running Jobs per registry, for caps across specs.
 	active     map[string]int
 	capBlocked bool
@@ -44,6 +45,13 @@ type runState struct {
 	invalid    string
 	failure    string
 }
+
+// Values of runState.secret.
+const (
+	secretUnknown int32 = iota
+	secretPresent
+	secretAbsent
+)
 
 // runIDFor names a run: a hash of the spec's name and content, so a restarted controller
 // derives the same object names and two specs with equal content never collide.

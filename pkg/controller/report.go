@@ -86,7 +86,7 @@ func (c *Controller) activeSecrets() int {
 	defer c.mu.Unlock()
 	n := 0
 	for _, rs := range c.runs {
-		if rs.secretPresent != nil && *rs.secretPresent {
+		if rs.secret.Load() == secretPresent {
 			n++
 		}
 	}

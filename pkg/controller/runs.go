@@ -52,7 +52,7 @@ func (c *Controller) runFor(ctx context.Context, cm *corev1.ConfigMap, spec *con
 		finishedJobs: map[types.UID]bool{}, active: map[string]int{},
 	}
 	if stored != nil {
-		fresh.statusObj = stored.obj
+		c.statuses.known(cm.Name, stored.obj)
 		if stored.status.RunID == runID {
 			fresh.status = stored.status
 			fresh.status.Finished = time.Time{}
@@ -92,13 +92,15 @@ func previousStoredRun(s *storedStatus) string {
 	return s.status.RunID
 }
 
-// runJobs returns the run's Jobs by node name.
+// runJobs returns the run's Jobs by node name. The index by run skips the Jobs of the
+// spec's earlier runs, which stay until their TTL (up to 1000 a run at 1000 nodes).
 func (c *Controller) runJobs(spec, runID string) map[string]*batchv1.Job {
-	objs, _ := c.jobInformer.GetIndexer().ByIndex(indexBySpec, jobs.SpecLabelValue(spec))
+	objs, _ := c.jobInformer.GetIndexer().ByIndex(indexByRun, runID)
+	specLabel := jobs.SpecLabelValue(spec)
 	out := make(map[string]*batchv1.Job, len(objs))
 	for _, obj := range objs {
 		job := obj.(*batchv1.Job)
-		if job.Labels[jobs.LabelRun] == runID && job.DeletionTimestamp == nil {
+		if job.Labels[jobs.LabelSpec] == specLabel && job.DeletionTimestamp == nil {
 			out[jobs.NodeOf(job)] = job
 		}
 	}

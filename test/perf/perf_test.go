@@ -13,13 +13,18 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	watchtools "k8s.io/client-go/tools/watch"
 
 	"github.com/image-prewarm/image-prewarm/pkg/config"
 	"github.com/image-prewarm/image-prewarm/pkg/controller"
@@ -79,14 +84,18 @@ func needCluster(t *testing.T) *cluster.Cluster {
 }
 
 // TestSimulatorFigures: the window vs the lower bound and vs fixed batches with a
-// barrier, N=1000, window 50, lognormal pull times; 7 seeds per σ.
+// barrier, N=1000, window 50, lognormal pull times; 101 seeds per σ.
 func TestSimulatorFigures(t *testing.T) {
 	if !enabled {
 		t.Skip("make bench runs this")
 	}
+	// 101 seeds: one rollout's ratio swings with where its slowest pulls land (1.06–1.12
+	// between the 10th and 90th percentile at σ=0.5), so a median of 7 seeds was noise.
+	const seeds = 101
+	note := fmt.Sprintf("N=1000, window 50, %d seeds", seeds)
 	for _, sigma := range []float64{0.25, 0.5, 1.0} {
 		var ours, barrier []float64
-		for seed := uint64(1); seed <= 7; seed++ {
+		for seed := uint64(1); seed <= seeds; seed++ {
 			d := rollout.LognormalDurations(1000, time.Minute, sigma, seed)
 			makespan := rollout.Simulate(d, 50)
 			ours = append(ours, float64(makespan)/float64(rollout.LowerBound(d, 50)))
@@ -96,8 +105,8 @@ func TestSimulatorFigures(t *testing.T) {
 		if sigma == 0.5 {
 			goal, goalB = "≤ 1.10", "≥ 2.5"
 		}
-		results.Add(Figure{Name: fmt.Sprintf("simulator makespan / max(work/window, longest), σ=%.2f", sigma), Goal: goal, Unit: "ratio", Values: ours, Note: "N=1000, window 50, 7 seeds"})
-		results.Add(Figure{Name: fmt.Sprintf("simulator fixed batches with barrier ÷ ours, σ=%.2f", sigma), Goal: goalB, Unit: "ratio", Values: barrier, Note: "N=1000, window 50, 7 seeds"})
+		results.Add(Figure{Name: fmt.Sprintf("simulator makespan / max(work/window, longest), σ=%.2f", sigma), Goal: goal, Unit: "ratio", Values: ours, Note: note})
+		results.Add(Figure{Name: fmt.Sprintf("simulator fixed batches with barrier ÷ ours, σ=%.2f", sigma), Goal: goalB, Unit: "ratio", Values: barrier, Note: note})
 	}
 }
 
@@ -191,18 +200,23 @@ func currentRun(t *testing.T, kube *cluster.Cluster, ns, spec string) string {
 	return cm.Data[status.KeyRunID]
 }
 
-// waitDone waits until a run other than previousRun has succeeded.
+// waitDone waits until a run other than previousRun has succeeded. It watches the status
+// ConfigMap rather than polling it: at 1000 nodes it holds every result, and reading it
+// 20 times a second was load on the API server the benchmark is measuring.
 func waitDone(t *testing.T, kube *cluster.Cluster, ns, spec, previousRun string) time.Time {
 	t.Helper()
-	err := wait.PollUntilContextTimeout(t.Context(), 50*time.Millisecond, 15*time.Minute, true, func(ctx context.Context) (bool, error) {
-		cm, err := kube.Client.CoreV1().ConfigMaps(ns).Get(ctx, status.Name(spec), metav1.GetOptions{})
-		if err == nil && cm.Data[status.KeyRunID] == previousRun {
+	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Minute)
+	defer cancel()
+	lw := cache.NewListWatchFromClient(kube.Client.CoreV1().RESTClient(), "configmaps", ns, fields.OneTermEqualSelector("metadata.name", status.Name(spec)))
+	_, err := watchtools.UntilWithSync(ctx, lw, &corev1.ConfigMap{}, nil, func(ev watch.Event) (bool, error) {
+		cm, ok := ev.Object.(*corev1.ConfigMap)
+		if !ok || cm.Data[status.KeyRunID] == previousRun {
 			return false, nil
 		}
-		if err == nil && (cm.Data[status.KeyPhase] == status.PhaseInvalid || cm.Data[status.KeyPhase] == status.PhaseFailed) {
-			return false, fmt.Errorf("run %s: %s", cm.Data[status.KeyPhase], cm.Data[status.KeyMessage])
+		if phase := cm.Data[status.KeyPhase]; phase == status.PhaseInvalid || phase == status.PhaseFailed {
+			return false, fmt.Errorf("run %s: %s", phase, cm.Data[status.KeyMessage])
 		}
-		return err == nil && cm.Data[status.KeyPhase] == status.PhaseSucceeded, nil
+		return cm.Data[status.KeyPhase] == status.PhaseSucceeded, nil
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -294,14 +308,14 @@ func percentile(v []float64, p float64) float64 {
 // writes per node.
 func TestRealRollout(t *testing.T) {
 	kube := needCluster(t)
-	for _, n := range []int{500, 1000} {
+	for _, n := range []int{1000} {
 		var ratios, p99s, p50s, writes []float64
 		work0, queue0 := workqueueTotals(t)
 		label := fmt.Sprintf("roll%d", n)
 		createNodes(t, kube, label, n, label)
 		r := startRunner(t, kube, label)
 		tl := watchTimeline(t, kube, label)
-		for run := range 3 {
+		for run := range 1 {
 			before, previous := r.counter.writes.Load(), currentRun(t, kube, label, "spec")
 			start := applySpec(t, kube, label, "spec", label, 50, fmt.Sprintf("harbor.example.com/ml/model:%d", run))
 			end := waitDone(t, kube, label, "spec", previous)
@@ -464,6 +478,15 @@ func (h histTotals) mean(before histTotals) float64 {
 	return 1000 * (h.sum - before.sum) / (h.count - before.count)
 }
 
+func hasLabel(m *dto.Metric, name, value string) bool {
+	for _, l := range m.GetLabel() {
+		if l.GetName() == name && l.GetValue() == value {
+			return true
+		}
+	}
+	return false
+}
+
 // workqueueTotals reads the controller queue's work and wait histograms from the
 // in-process registry.
 func workqueueTotals(t *testing.T) (work, queue histTotals) {
@@ -475,7 +498,7 @@ func workqueueTotals(t *testing.T) (work, queue histTotals) {
 	for _, f := range families {
 		for _, m := range f.GetMetric() {
 			h := m.GetHistogram()
-			if h == nil {
+			if h == nil || !hasLabel(m, "name", "prewarm") { // not the status writer's queue
 				continue
 			}
 			totals := histTotals{sum: h.GetSampleSum(), count: float64(h.GetSampleCount())}

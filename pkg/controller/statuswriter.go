@@ -1,0 +1,160 @@
+package controller
+
+import (
+	"context"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/workqueue"
+
+	"github.com/image-prewarm/image-prewarm/pkg/logging"
+	"github.com/image-prewarm/image-prewarm/pkg/status"
+)
+
+// statusWriter stores the status ConfigMaps off the reconcile path. A reconcile hands
+// over the finished ConfigMap and goes back to refilling the window while the write
+// happens here: on a busy API server one write takes 50–150 ms, and a Job finishing
+// meanwhile used to wait for it. Only the latest state of a spec is kept, so a slow
+// write coalesces the ones behind it; a failed one is retried with backoff unless a
+// newer state replaced it. Deleting goes through the same queue, so a write still in
+// flight can never re-create the status of a spec that was just deleted.
+type statusWriter struct {
+	client    kubernetes.Interface
+	namespace string
+	queue     workqueue.TypedRateLimitingInterface[string]
+
+	mu      sync.Mutex
+	pending map[string]*corev1.ConfigMap // by spec; nil means delete
+	saved   map[string]*corev1.ConfigMap // the API server's latest copy, for its version
+}
+
+func newStatusWriter(client kubernetes.Interface, namespace string) *statusWriter {
+	return &statusWriter{
+		client: client, namespace: namespace,
+		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: "status"}),
+		pending: map[string]*corev1.ConfigMap{},
+		saved:   map[string]*corev1.ConfigMap{},
+	}
+}
+
+// write queues desired as the spec's status; it replaces any state not yet written.
+func (w *statusWriter) write(spec string, desired *corev1.ConfigMap) { w.put(spec, desired) }
+
+// remove queues the deletion of the spec's status ConfigMap.
+func (w *statusWriter) remove(spec string) { w.put(spec, nil) }
+
+// known records a status ConfigMap read from the cluster, so the first write after a
+// restart is an update rather than a create that fails.
+func (w *statusWriter) known(spec string, cm *corev1.ConfigMap) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.saved[spec] == nil {
+		w.saved[spec] = cm
+	}
+}
+
+func (w *statusWriter) put(spec string, cm *corev1.ConfigMap) {
+	w.mu.Lock()
+	w.pending[spec] = cm
+	w.mu.Unlock()
+	w.queue.Add(spec)
+}
+
+// run writes until ctx ends. Different specs are written in parallel; one spec's
+// writes never overlap (the queue hands a key to one worker at a time).
+func (w *statusWriter) run(ctx context.Context, workers int) {
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for w.next(ctx) {
+			}
+		})
+	}
+	<-ctx.Done()
+	w.queue.ShutDown()
+	wg.Wait()
+}
+
+func (w *statusWriter) next(ctx context.Context) bool {
+	spec, quit := w.queue.Get()
+	if quit {
+		return false
+	}
+	defer w.queue.Done(spec)
+	if err := w.flush(ctx, spec); err != nil {
+		logging.FromContext(ctx).Error(err, "status write failed; retrying", logging.KeySpec, spec)
+		w.queue.AddRateLimited(spec)
+		return true
+	}
+	w.queue.Forget(spec)
+	return true
+}
+
+// flush stores the spec's pending state. On failure the state goes back unless a newer
+// one arrived meanwhile; after a conflict the fresh version is read for the retry.
+func (w *statusWriter) flush(ctx context.Context, spec string) error {
+	w.mu.Lock()
+	desired, ok := w.pending[spec]
+	delete(w.pending, spec)
+	saved := w.saved[spec]
+	w.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	out, err := w.store(ctx, spec, desired, saved)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err != nil {
+		if _, newer := w.pending[spec]; !newer {
+			w.pending[spec] = desired
+		}
+		return err
+	}
+	if out == nil {
+		delete(w.saved, spec)
+	} else {
+		w.saved[spec] = out
+	}
+	return nil
+}
+
+// store makes one API call for desired (nil: delete) and returns the stored object.
+func (w *statusWriter) store(ctx context.Context, spec string, desired, saved *corev1.ConfigMap) (*corev1.ConfigMap, error) {
+	cms := w.client.CoreV1().ConfigMaps(w.namespace)
+	if desired == nil {
+		err := cms.Delete(ctx, status.Name(spec), metav1.DeleteOptions{})
+		return nil, wrapf(ignoreNotFound(err), "delete status of %s", spec)
+	}
+	var out *corev1.ConfigMap
+	var err error
+	if saved == nil {
+		out, err = cms.Create(ctx, desired, metav1.CreateOptions{})
+	} else {
+		update := desired.DeepCopy()
+		update.ResourceVersion = saved.ResourceVersion
+		out, err = cms.Update(ctx, update, metav1.UpdateOptions{})
+	}
+	if apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) || apierrors.IsNotFound(err) {
+		w.refresh(ctx, spec)
+	}
+	return out, wrapf(err, "write status %s", desired.Name)
+}
+
+// refresh reads the stored status, so the retry creates or updates the right version.
+func (w *statusWriter) refresh(ctx context.Context, spec string) {
+	current, err := w.client.CoreV1().ConfigMaps(w.namespace).Get(ctx, status.Name(spec), metav1.GetOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return // the retry tries again
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if apierrors.IsNotFound(err) {
+		delete(w.saved, spec)
+		return
+	}
+	w.saved[spec] = current
+}
