@@ -14,6 +14,8 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/image-prewarm/image-prewarm/pkg/config"
+	"github.com/image-prewarm/image-prewarm/pkg/jobs"
+	"github.com/image-prewarm/image-prewarm/pkg/rollout"
 	"github.com/image-prewarm/image-prewarm/pkg/status"
 )
 
@@ -46,6 +48,8 @@ func startFake(t *testing.T, objs ...any) *fake.Clientset {
 			_, err = client.CoreV1().Secrets(ns).Create(t.Context(), v, metav1.CreateOptions{})
 		case *corev1.ConfigMap:
 			_, err = client.CoreV1().ConfigMaps(ns).Create(t.Context(), v, metav1.CreateOptions{})
+		case *batchv1.Job:
+			_, err = client.BatchV1().Jobs(ns).Create(t.Context(), v, metav1.CreateOptions{})
 		}
 		if err != nil {
 			t.Fatal(err)
@@ -179,5 +183,36 @@ func TestTaskWaitsForItsSecretThenRuns(t *testing.T) {
 	eventually(t, "the task's Job", func() bool { return len(listJobs(t, client)) == 1 })
 	if ps := listJobs(t, client)[0].Spec.Template.Spec.ImagePullSecrets; len(ps) != 1 || ps[0].Name != "image-pull-secret-abc" {
 		t.Fatalf("imagePullSecrets %v", ps)
+	}
+}
+
+// A node that left after its Job finished, before the controller saw the finish (here:
+// while no controller ran), keeps the Job's outcome rather than being counted gone.
+func TestNodeGoneAfterItsJobFinishedKeepsTheOutcome(t *testing.T) {
+	const text = "images: [nginx:1.27]\n"
+	spec, err := config.Parse([]byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runID := runIDFor("ml", spec)
+	done := &batchv1.Job{
+		ObjectMeta: metav1.ObjectMeta{Name: jobs.JobName(runID, "left"), Namespace: ns,
+			Labels:      map[string]string{jobs.LabelApp: jobs.AppName, jobs.LabelRun: runID, jobs.LabelSpec: jobs.SpecLabelValue("ml")},
+			Annotations: map[string]string{jobs.AnnotationNode: "left"}},
+		Status: batchv1.JobStatus{Conditions: []batchv1.JobCondition{{Type: batchv1.JobComplete, Status: corev1.ConditionTrue}}},
+	}
+	client := startFake(t, node("n1", ready), done, specConfigMap("ml", text))
+	eventually(t, "the node that left reported", func() bool {
+		cm, err := client.CoreV1().ConfigMaps(ns).Get(t.Context(), status.Name("ml"), metav1.GetOptions{})
+		if err != nil {
+			return false
+		}
+		st, err := status.FromConfigMap("ml", cm)
+		return err == nil && st.Results["left"].Phase != ""
+	})
+	cm, _ := client.CoreV1().ConfigMaps(ns).Get(t.Context(), status.Name("ml"), metav1.GetOptions{})
+	st, _ := status.FromConfigMap("ml", cm)
+	if got := st.Results["left"].Phase; got != string(rollout.Succeeded) {
+		t.Fatalf("node that left after finishing: %q, want Succeeded", got)
 	}
 }

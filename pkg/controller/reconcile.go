@@ -182,6 +182,9 @@ func (c *Controller) observe(ctx context.Context, cm *corev1.ConfigMap, rs *runS
 		if seen[name] || rs.status.Results[name].Phase != "" {
 			continue
 		}
+		if n, _ := c.observeNodeJob(ctx, cm, rs, name, job); n.Phase == rollout.Succeeded || n.Phase == rollout.Failed {
+			continue // it finished before the node left: that outcome is recorded
+		}
 		if observeJob(job, nil).active {
 			gone = append(gone, name)
 		}

@@ -308,14 +308,14 @@ func percentile(v []float64, p float64) float64 {
 // writes per node.
 func TestRealRollout(t *testing.T) {
 	kube := needCluster(t)
-	for _, n := range []int{1000} {
+	for _, n := range []int{500, 1000} {
 		var ratios, p99s, p50s, writes []float64
 		work0, queue0 := workqueueTotals(t)
 		label := fmt.Sprintf("roll%d", n)
 		createNodes(t, kube, label, n, label)
 		r := startRunner(t, kube, label)
 		tl := watchTimeline(t, kube, label)
-		for run := range 1 {
+		for run := range 3 {
 			before, previous := r.counter.writes.Load(), currentRun(t, kube, label, "spec")
 			start := applySpec(t, kube, label, "spec", label, 50, fmt.Sprintf("harbor.example.com/ml/model:%d", run))
 			end := waitDone(t, kube, label, "spec", previous)
