@@ -57,11 +57,13 @@ func (c *Controller) createJobs(ctx context.Context, cm *corev1.ConfigMap, rs *r
 	})
 	var first error
 	failed := 0
-	for _, err := range errs {
+	for i, err := range errs {
 		if err != nil {
 			first = cmp.Or(first, err)
 			failed++
+			continue
 		}
+		rs.awaiting[nodes[i]] = time.Now()
 	}
 	if failed > 1 {
 		return fmt.Errorf("%d of %d Job creates failed, the first: %w", failed, len(nodes), first)

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -214,5 +215,32 @@ func TestNodeGoneAfterItsJobFinishedKeepsTheOutcome(t *testing.T) {
 	st, _ := status.FromConfigMap("ml", cm)
 	if got := st.Results["left"].Phase; got != string(rollout.Succeeded) {
 		t.Fatalf("node that left after finishing: %q, want Succeeded", got)
+	}
+}
+
+// A Job this controller created counts as running until the informer shows it: a refill
+// in that gap must not start one node too many.
+func TestCreatedJobHoldsItsSlotUntilSeen(t *testing.T) {
+	spec, err := config.Parse([]byte("images: [nginx:1.27]\nrollout: {maxConcurrentNodes: 1}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := New(fake.NewClientset(), Options{Namespace: ns, NoopImage: "noop:1"})
+	for _, name := range []string{"n1", "n2"} {
+		trimmed, _ := trimNode(node(name, ready))
+		if err := c.nodeInformer.GetStore().Add(trimmed); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rs := &runState{runID: "r1", spec: spec, status: &status.Status{Results: map[string]status.Result{}},
+		awaiting: map[string]time.Time{"n1": time.Now(), "n2": time.Now().Add(-2 * awaitTimeout)}}
+	cm := specConfigMap("ml", "")
+	nodes, _, _ := c.observe(t.Context(), cm, rs, newSelection(nil, nil, spec.Images))
+	want := []rollout.Node{{Name: "n1", Phase: rollout.Running, JobActive: true}, {Name: "n2", Phase: rollout.Pending}}
+	if !slices.Equal(nodes, want) {
+		t.Fatalf("nodes %+v, want %+v (n1 just created, n2's create long ago and never seen)", nodes, want)
+	}
+	if d := rollout.Decide(rollout.Input{Nodes: nodes, Window: 1}); len(d.Start) != 0 {
+		t.Fatalf("started %v with the window's one slot held by n1", d.Start)
 	}
 }

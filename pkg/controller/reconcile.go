@@ -38,12 +38,28 @@ type runState struct {
 	lastWrite    time.Time         // when the status was last handed to the writer
 	written      map[string]string // what was handed over
 	finishedJobs map[types.UID]bool
+	// awaiting holds nodes whose Job this controller created and the Job informer has not
+	// shown yet; they count as running, so a refill in between cannot overfill the window.
+	awaiting map[string]time.Time
 	// active counts this run's running Jobs per registry, for caps across specs.
 	active     map[string]int
 	capBlocked bool
 	completed  bool // a completion Event was emitted for the current set of nodes
 	invalid    string
 	failure    string
+}
+
+// awaitTimeout: a Job created but never seen (deleted at once by someone else) stops
+// holding its slot after this long, and the node is started again.
+const awaitTimeout = 30 * time.Second
+
+func (rs *runState) awaitingJob(node string) bool {
+	created, ok := rs.awaiting[node]
+	if ok && time.Since(created) > awaitTimeout {
+		delete(rs.awaiting, node)
+		return false
+	}
+	return ok
 }
 
 // Values of runState.secret.
@@ -162,6 +178,7 @@ func (c *Controller) observe(ctx context.Context, cm *corev1.ConfigMap, rs *runS
 			continue
 		}
 		if job := jobsByNode[node.Name]; job != nil {
+			delete(rs.awaiting, node.Name)
 			n, ff := c.observeNodeJob(ctx, cm, rs, node.Name, job)
 			if ff {
 				failFast = append(failFast, job)
@@ -170,6 +187,8 @@ func (c *Controller) observe(ctx context.Context, cm *corev1.ConfigMap, rs *runS
 			continue
 		}
 		switch {
+		case rs.awaitingJob(node.Name):
+			nodes = append(nodes, rollout.Node{Name: node.Name, Phase: rollout.Running, JobActive: true})
 		case !sel.eligible(node):
 		case sel.hasAllImages(node):
 			c.record(ctx, cm, rs, node.Name, rollout.Skipped, "")

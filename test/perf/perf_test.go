@@ -1,13 +1,16 @@
 package perf
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -110,17 +113,50 @@ func TestSimulatorFigures(t *testing.T) {
 	}
 }
 
-// countingTransport counts the controller's write requests to the API server.
+// countingTransport counts the controller's write requests to the API server and times
+// its Job creates, to split a refill into the controller's part (finish seen → create
+// sent) and the API server's (the create's round trip).
 type countingTransport struct {
 	next   http.RoundTripper
 	writes atomic.Int64
+
+	mu      sync.Mutex
+	creates []timedRequest
+}
+
+type timedRequest struct {
+	sent time.Time
+	took time.Duration
 }
 
 func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	if r.Method != http.MethodGet {
-		c.writes.Add(1)
+	if r.Method == http.MethodGet {
+		return c.next.RoundTrip(r)
 	}
-	return c.next.RoundTrip(r)
+	c.writes.Add(1)
+	sent := time.Now()
+	resp, err := c.next.RoundTrip(r)
+	if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/jobs") {
+		c.mu.Lock()
+		c.creates = append(c.creates, timedRequest{sent: sent, took: time.Since(sent)})
+		c.mu.Unlock()
+	}
+	return resp, err
+}
+
+// takeCreates returns the Job creates since the last call but the first window's fill,
+// which is no refill: when each was sent, and its round trip in milliseconds.
+func (c *countingTransport) takeCreates(window int) (sent []time.Time, tookMs []float64) {
+	c.mu.Lock()
+	all := c.creates
+	c.creates = nil
+	c.mu.Unlock()
+	slices.SortFunc(all, func(a, b timedRequest) int { return a.sent.Compare(b.sent) })
+	for _, r := range all[min(window, len(all)):] {
+		sent = append(sent, r.sent)
+		tookMs = append(tookMs, float64(r.took.Microseconds())/1000)
+	}
+	return sent, tookMs
 }
 
 // runner is a controller in-process on one namespace, with its writes counted.
@@ -236,7 +272,14 @@ type jobTimeline struct {
 
 func watchTimeline(t *testing.T, kube *cluster.Cluster, ns string) *jobTimeline {
 	t.Helper()
-	w, err := kube.Client.BatchV1().Jobs(ns).Watch(context.Background(), metav1.ListOptions{})
+	// A retry watcher: the API server may end a watch at any time (a 500-node run once
+	// lost its whole timeline that way), and the timeline must not miss a Job.
+	list, err := kube.Client.BatchV1().Jobs(ns).List(t.Context(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lw := cache.NewListWatchFromClient(kube.Client.BatchV1().RESTClient(), "jobs", ns, fields.Everything())
+	w, err := watchtools.NewRetryWatcherWithContext(context.Background(), list.ResourceVersion, lw)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,12 +308,12 @@ func watchTimeline(t *testing.T, kube *cluster.Cluster, ns string) *jobTimeline 
 
 // boundAndRefill returns max(total work / window, longest Job) from observed Job
 // durations, and for every Job started after the window first filled, the delay since
-// the latest Job finished before it (finished → next created).
-func (tl *jobTimeline) boundAndRefill(window int) (bound time.Duration, refill []float64) {
+// the latest Job finished before it (finished → next created). It also returns the
+// finish times, sorted, for sinceFinish.
+func (tl *jobTimeline) boundAndRefill(window int) (bound time.Duration, refill []float64, finishes []time.Time) {
 	tl.mu.Lock()
 	defer tl.mu.Unlock()
 	var total, longest time.Duration
-	var finishes []time.Time
 	var starts []time.Time
 	for name, start := range tl.added {
 		end, ok := tl.finished[name]
@@ -283,15 +326,46 @@ func (tl *jobTimeline) boundAndRefill(window int) (bound time.Duration, refill [
 		finishes = append(finishes, end)
 		starts = append(starts, start)
 	}
-	sort.Slice(finishes, func(i, j int) bool { return finishes[i].Before(finishes[j]) })
-	sort.Slice(starts, func(i, j int) bool { return starts[i].Before(starts[j]) })
-	for _, s := range starts[min(window, len(starts)):] {
-		i := sort.Search(len(finishes), func(i int) bool { return finishes[i].After(s) }) - 1
-		if i >= 0 {
-			refill = append(refill, float64(s.Sub(finishes[i]).Microseconds())/1000)
+	slices.SortFunc(finishes, time.Time.Compare)
+	slices.SortFunc(starts, time.Time.Compare)
+	return max(total/time.Duration(window), longest), sinceFinish(starts[min(window, len(starts)):], finishes), finishes
+}
+
+// maxActive is the most Jobs that were active at once, from when the watch saw each
+// created and finished: the window's safety, measured rather than assumed.
+func (tl *jobTimeline) maxActive() int {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	type edge struct {
+		at    time.Time
+		delta int
+	}
+	var edges []edge
+	for name, start := range tl.added {
+		edges = append(edges, edge{start, 1})
+		if end, ok := tl.finished[name]; ok {
+			edges = append(edges, edge{end, -1})
 		}
 	}
-	return max(total/time.Duration(window), longest), refill
+	slices.SortFunc(edges, func(a, b edge) int { return cmp.Or(a.at.Compare(b.at), a.delta-b.delta) }) // a finish first on a tie
+	active, most := 0, 0
+	for _, e := range edges {
+		active += e.delta
+		most = max(most, active)
+	}
+	return most
+}
+
+// sinceFinish returns, for each moment, the milliseconds since the latest finish before it.
+func sinceFinish(moments, finishes []time.Time) []float64 {
+	var out []float64
+	for _, m := range moments {
+		i := sort.Search(len(finishes), func(i int) bool { return finishes[i].After(m) }) - 1
+		if i >= 0 {
+			out = append(out, float64(m.Sub(finishes[i]).Microseconds())/1000)
+		}
+	}
+	return out
 }
 
 func percentile(v []float64, p float64) float64 {
@@ -309,7 +383,7 @@ func percentile(v []float64, p float64) float64 {
 func TestRealRollout(t *testing.T) {
 	kube := needCluster(t)
 	for _, n := range []int{500, 1000} {
-		var ratios, p99s, p50s, writes []float64
+		var ratios, p99s, p50s, writes, createP99s, sentP99s, most []float64
 		work0, queue0 := workqueueTotals(t)
 		label := fmt.Sprintf("roll%d", n)
 		createNodes(t, kube, label, n, label)
@@ -319,7 +393,11 @@ func TestRealRollout(t *testing.T) {
 			before, previous := r.counter.writes.Load(), currentRun(t, kube, label, "spec")
 			start := applySpec(t, kube, label, "spec", label, 50, fmt.Sprintf("harbor.example.com/ml/model:%d", run))
 			end := waitDone(t, kube, label, "spec", previous)
-			bound, refill := tl.boundAndRefill(50)
+			bound, refill, finishes := tl.boundAndRefill(50)
+			most = append(most, float64(tl.maxActive()))
+			sent, took := r.counter.takeCreates(50)
+			createP99s = append(createP99s, percentile(took, 0.99))
+			sentP99s = append(sentP99s, percentile(sinceFinish(sent, finishes), 0.99))
 			tl.reset()
 			ratios = append(ratios, float64(end.Sub(start))/float64(bound))
 			p99s = append(p99s, percentile(refill, 0.99))
@@ -334,9 +412,12 @@ func TestRealRollout(t *testing.T) {
 			work1, queue1 := workqueueTotals(t)
 			results.Add(Figure{Name: "Job finished → next Job created, p99, 1000 kwok nodes", Goal: "≤ 50 ms", Unit: "ms", Values: p99s, Note: "as seen by a watch: includes API server, etcd and watch delivery on 2 shared cores; 3 runs"})
 			results.Add(Figure{Name: "Job finished → next Job created, median, 1000 kwok nodes", Goal: "", Unit: "ms", Values: p50s, Note: "same runs"})
+			results.Add(Figure{Name: "controller's share: Job finished (seen by a watch) → create request sent, p99, 1000 kwok nodes", Goal: "", Unit: "ms", Values: sentP99s, Note: "send time taken in the controller's client, same runs"})
+			results.Add(Figure{Name: "API server's share: Job create round trip, p99, 1000 kwok nodes", Goal: "", Unit: "ms", Values: createP99s, Note: "timed in the controller's client, same runs"})
 			results.Add(Figure{Name: "controller's own share: mean reconcile of the 1000-node spec", Goal: "", Unit: "ms", Values: []float64{work1.mean(work0)}, Note: fmt.Sprintf("workqueue work duration over %d reconciles", int(work1.count-work0.count))})
 			results.Add(Figure{Name: "controller's own share: mean wait in the workqueue", Goal: "", Unit: "ms", Values: []float64{queue1.mean(queue0)}, Note: "workqueue queue duration, same reconciles"})
 			results.Add(Figure{Name: "real control plane makespan ratio, 1000 kwok nodes", Goal: "", Unit: "ratio", Values: ratios, Note: "window 50"})
+			results.Add(Figure{Name: "most Jobs active at once, 1000 kwok nodes", Goal: "≤ 50 (the window)", Unit: "Jobs", Values: most, Note: "from the watch's created and finished times, same runs"})
 		}
 		r.stop()
 	}
