@@ -13,7 +13,6 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -207,12 +206,8 @@ func (c *Controller) Run(ctx context.Context, workers int) error {
 	c.enqueueOrphanSpecs()
 	logger.Info("controller started", "namespace", c.opts.Namespace, "workers", workers)
 	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() { wait.UntilWithContext(ctx, c.runWorker, time.Second) })
-	}
 	wg.Go(func() { c.statuses.run(ctx, statusWorkers) })
-	<-ctx.Done()
-	c.queue.ShutDown()
+	serveQueue(ctx, c.queue, workers, c.reconcile)
 	wg.Wait()
 	logger.Info("controller stopped")
 	return nil
@@ -244,30 +239,19 @@ func (c *Controller) queueOrphan(value string) {
 	}
 }
 
-func (c *Controller) runWorker(ctx context.Context) {
-	for c.processNextWorkItem(ctx) {
-	}
-}
-
-func (c *Controller) processNextWorkItem(ctx context.Context) bool {
-	key, quit := c.queue.Get()
-	if quit {
-		return false
-	}
-	defer c.queue.Done(key)
+// reconcile syncs one spec and counts the outcome; a conflict is an expected race with
+// another writer, retried without an error in the log.
+func (c *Controller) reconcile(ctx context.Context, key string) error {
 	logger := logging.FromContext(ctx).WithValues(logging.KeySpec, key)
 	err := c.sync(logging.IntoContext(ctx, logger), key)
 	switch {
 	case err == nil:
 		metrics.Reconciles.WithLabelValues("success").Inc()
-		c.queue.Forget(key)
 	case isConflict(err):
 		metrics.Reconciles.WithLabelValues("conflict").Inc()
-		c.queue.AddRateLimited(key)
 	default:
 		metrics.Reconciles.WithLabelValues("error").Inc()
 		logger.Error(err, "reconcile failed; retrying")
-		c.queue.AddRateLimited(key)
 	}
-	return true
+	return err
 }

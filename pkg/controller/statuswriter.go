@@ -65,33 +65,15 @@ func (w *statusWriter) put(spec string, cm *corev1.ConfigMap) {
 }
 
 // run writes until ctx ends. Different specs are written in parallel; one spec's
-// writes never overlap (the queue hands a key to one worker at a time).
+// writes never overlap.
 func (w *statusWriter) run(ctx context.Context, workers int) {
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for w.next(ctx) {
-			}
-		})
-	}
-	<-ctx.Done()
-	w.queue.ShutDown()
-	wg.Wait()
-}
-
-func (w *statusWriter) next(ctx context.Context) bool {
-	spec, quit := w.queue.Get()
-	if quit {
-		return false
-	}
-	defer w.queue.Done(spec)
-	if err := w.flush(ctx, spec); err != nil {
-		logging.FromContext(ctx).Error(err, "status write failed; retrying", logging.KeySpec, spec)
-		w.queue.AddRateLimited(spec)
-		return true
-	}
-	w.queue.Forget(spec)
-	return true
+	serveQueue(ctx, w.queue, workers, func(ctx context.Context, spec string) error {
+		err := w.flush(ctx, spec)
+		if err != nil {
+			logging.FromContext(ctx).Error(err, "status write failed; retrying", logging.KeySpec, spec)
+		}
+		return err
+	})
 }
 
 // flush stores the spec's pending state. On failure the state goes back unless a newer

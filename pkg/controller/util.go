@@ -1,10 +1,14 @@
 package controller
 
 import (
+	"context"
+	"sync"
+
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
 )
 
 // orphanPrefix marks a queue key that is a spec label value of a spec that no longer
@@ -37,3 +41,30 @@ func metaAccessor(obj any) (metav1.Object, error) {
 }
 
 func isConflict(err error) bool { return apierrors.IsConflict(err) }
+
+// serveQueue hands each key of queue to process, on several workers, until ctx ends; then
+// it shuts the queue down and waits for the workers. A key is never processed by two
+// workers at once. A failed key is retried with the queue's backoff, a successful one
+// has its backoff forgotten.
+func serveQueue(ctx context.Context, queue workqueue.TypedRateLimitingInterface[string], workers int, process func(context.Context, string) error) {
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for {
+				key, quit := queue.Get()
+				if quit {
+					return
+				}
+				if err := process(ctx, key); err != nil {
+					queue.AddRateLimited(key)
+				} else {
+					queue.Forget(key)
+				}
+				queue.Done(key)
+			}
+		})
+	}
+	<-ctx.Done()
+	queue.ShutDown()
+	wg.Wait()
+}
