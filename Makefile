@@ -5,6 +5,7 @@ GO ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/image-prewarm/image-prewarm/pkg/metrics.Version=$(VERSION)
 NODES ?= 20
+REAL_NODES ?= 0
 BENCH ?= .
 # Parsers fuzzed by `make fuzz`: package:target.
 FUZZ_TARGETS := ./pkg/config:FuzzParse ./pkg/pullsecret:FuzzFromSecret ./pkg/jobs:FuzzJobName ./pkg/tasks:FuzzDecodeTaskRequest ./pkg/webhook:FuzzDecodeReview
@@ -20,8 +21,12 @@ help: ## List the targets
 build: ## Build image-prewarm and prewarm-noop (static, CGO-free) into bin/
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/image-prewarm ./cmd/prewarm-noop
 
+.PHONY: image
+image: ## Build the image-prewarm image without Docker: an OCI index (linux/amd64, linux/arm64) in bin/image
+	$(GO) run ./test/images/imagebuild -o bin/image -version $(VERSION)
+
 .PHONY: cluster-binaries
-cluster-binaries: ## Build (or find cached) etcd, kube-*, kubectl, kwok, helm from the Go module proxy
+cluster-binaries: ## Build (or find cached) etcd, kube-*, kubelet, kubectl, kwok, containerd, registry, helm; install runc and CNI plugins
 	@bash test/cluster/build.sh >/dev/null
 
 .PHONY: lint
@@ -57,8 +62,8 @@ demo: cluster-binaries ## Local cluster with 30 fake nodes + controller + sample
 	$(GO) run ./test/demo
 
 .PHONY: cluster-up
-cluster-up: cluster-binaries ## Start the local cluster with NODES fake nodes (default 20); it keeps running
-	$(GO) run ./test/cluster/localcluster up --nodes $(NODES)
+cluster-up: cluster-binaries ## Start the local cluster with NODES fake nodes (default 20) and REAL_NODES real ones (default 0; ≥ 1 adds the private registry); it keeps running
+	$(GO) run ./test/cluster/localcluster up --nodes $(NODES) --real-nodes $(REAL_NODES)
 
 .PHONY: cluster-down
 cluster-down: ## Stop the local cluster started by cluster-up; no process is left behind

@@ -10,6 +10,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/image-prewarm/image-prewarm/pkg/jobs"
 )
 
 // trimNode is the node informer's transform: it keeps only what eligibility and the
@@ -151,10 +153,11 @@ func newSelection(nodeSelector map[string]string, tolerations []corev1.Toleratio
 	return selection{selector: labels.SelectorFromSet(nodeSelector), tolerations: tolerations, images: fps}
 }
 
-// eligible: Ready, not cordoned, matching the selector, and every NoSchedule/NoExecute
-// taint tolerated (PreferNoSchedule never blocks scheduling).
+// eligible: Ready, not cordoned, a platform the noop image serves, matching the
+// selector, and every NoSchedule/NoExecute taint tolerated (PreferNoSchedule never
+// blocks scheduling).
 func (s selection) eligible(n *corev1.Node) bool {
-	if !isReady(n) || n.Spec.Unschedulable || !s.selector.Matches(labels.Set(n.Labels)) {
+	if !isReady(n) || n.Spec.Unschedulable || !noopServes(n) || !s.selector.Matches(labels.Set(n.Labels)) {
 		return false
 	}
 	for i := range n.Spec.Taints {
@@ -190,4 +193,16 @@ func (s selection) hasAllImages(n *corev1.Node) bool {
 		}
 	}
 	return true
+}
+
+// noopServes reports whether the noop image can run on the node: its pull pod runs
+// prewarm-noop, which is built for linux on jobs.NoopArchitectures only. kubelet always
+// sets both labels; a node without one (hand-made, fake) is given the benefit of the
+// doubt, as the scheduler would.
+func noopServes(n *corev1.Node) bool {
+	if os, ok := n.Labels[corev1.LabelOSStable]; ok && os != "linux" {
+		return false
+	}
+	arch, ok := n.Labels[corev1.LabelArchStable]
+	return !ok || slices.Contains(jobs.NoopArchitectures, arch)
 }

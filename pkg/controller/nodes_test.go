@@ -47,6 +47,9 @@ func TestEligible(t *testing.T) {
 		want        bool
 	}{
 		"ready":                      {node: node("a", ready), want: true},
+		"linux arm64":                {node: node("a", ready, labeled(corev1.LabelOSStable, "linux"), labeled(corev1.LabelArchStable, "arm64")), want: true},
+		"windows":                    {node: node("a", ready, labeled(corev1.LabelOSStable, "windows")), want: false},
+		"s390x":                      {node: node("a", ready, labeled(corev1.LabelArchStable, "s390x")), want: false},
 		"not ready":                  {node: node("a"), want: false},
 		"cordoned":                   {node: node("a", ready, cordoned), want: false},
 		"selector matches":           {node: node("a", ready, labeled("type", "gpu")), selector: map[string]string{"type": "gpu"}, want: true},
@@ -184,6 +187,33 @@ func TestTruncateKeepsValidUTF8(t *testing.T) {
 	} {
 		if got := truncate(tc.in, tc.n); got != tc.want || !utf8.ValidString(got) {
 			t.Errorf("%s: truncate = %q, want %q", name, got, tc.want)
+		}
+	}
+}
+
+func TestLastPullError(t *testing.T) {
+	pod := func(states ...corev1.ContainerState) *corev1.Pod {
+		p := &corev1.Pod{}
+		for _, s := range states {
+			p.Status.InitContainerStatuses = append(p.Status.InitContainerStatuses, corev1.ContainerStatus{State: s})
+		}
+		return p
+	}
+	waiting := func(reason, msg string) corev1.ContainerState {
+		return corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: reason, Message: msg}}
+	}
+	done := corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{}}
+	for name, tc := range map[string]struct {
+		pods []*corev1.Pod
+		want string
+	}{
+		"none":         {pods: nil, want: ""},
+		"initializing": {pods: []*corev1.Pod{pod(done, waiting("PodInitializing", ""))}, want: ""},
+		"backing off":  {pods: []*corev1.Pod{pod(done, waiting("ImagePullBackOff", "dial tcp: connection refused"))}, want: "ImagePullBackOff: dial tcp: connection refused"},
+		"second pod":   {pods: []*corev1.Pod{pod(done), pod(waiting("ErrImagePull", "i/o timeout"))}, want: "ErrImagePull: i/o timeout"},
+	} {
+		if got := lastPullError(tc.pods); got != tc.want {
+			t.Errorf("%s: lastPullError = %q, want %q", name, got, tc.want)
 		}
 	}
 }

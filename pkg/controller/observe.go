@@ -122,12 +122,19 @@ func jobChanged(old, cur any) bool {
 	return jobs.Finished(o) != jobs.Finished(n) || (o.DeletionTimestamp == nil) != (n.DeletionTimestamp == nil)
 }
 
-// hasPullError: an init container waits on a failed pull (permanent or not yet known).
-func hasPullError(pod *corev1.Pod) bool {
-	for _, st := range pod.Status.InitContainerStatuses {
-		if w := st.State.Waiting; w != nil && pullErrorReasons[w.Reason] {
-			return true
+// lastPullError is the pull error an init container of the pods waits on ("Reason:
+// message"), or "". A Job failed by its deadline while kubelet retried an unreachable
+// registry then says why: "DeadlineExceeded: …; last pull error: ErrImagePull: … refused".
+func lastPullError(pods []*corev1.Pod) string {
+	for _, pod := range pods {
+		for _, st := range pod.Status.InitContainerStatuses {
+			if w := st.State.Waiting; w != nil && pullErrorReasons[w.Reason] {
+				return w.Reason + ": " + w.Message
+			}
 		}
 	}
-	return false
+	return ""
 }
+
+// hasPullError: an init container waits on a failed pull (permanent or not yet known).
+func hasPullError(pod *corev1.Pod) bool { return lastPullError([]*corev1.Pod{pod}) != "" }

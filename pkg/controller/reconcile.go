@@ -41,6 +41,9 @@ type runState struct {
 	// awaiting holds nodes whose Job this controller created and the Job informer has not
 	// shown yet; they count as running, so a refill in between cannot overfill the window.
 	awaiting map[string]time.Time
+	// pullErrors holds each running node's latest transient pull error: when the Job's
+	// deadline fails it, the pod that showed the error may already be gone.
+	pullErrors map[string]string
 	// active counts this run's running Jobs per registry, for caps across specs.
 	active     map[string]int
 	capBlocked bool
@@ -223,7 +226,14 @@ func (c *Controller) observe(ctx context.Context, cm *corev1.ConfigMap, rs *runS
 func (c *Controller) observeNodeJob(ctx context.Context, cm *corev1.ConfigMap, rs *runState, node string, job *batchv1.Job) (rollout.Node, bool) {
 	pods := c.jobPods(job.Name)
 	obs := observeJob(job, pods)
+	if pullErr := lastPullError(pods); pullErr != "" {
+		rs.pullErrors[node] = pullErr
+	}
+	if obs.phase == rollout.Failed && !obs.failFast && rs.pullErrors[node] != "" {
+		obs.reason = truncate(obs.reason+"; last pull error: "+rs.pullErrors[node], maxReasonLen)
+	}
 	if obs.phase == rollout.Succeeded || obs.phase == rollout.Failed {
+		delete(rs.pullErrors, node)
 		c.record(ctx, cm, rs, node, obs.phase, obs.reason)
 		c.countFinished(cm.Name, rs, job, obs, pods)
 	}

@@ -50,6 +50,7 @@ func (c *Controller) runFor(ctx context.Context, cm *corev1.ConfigMap, spec *con
 		runID: runID, spec: spec, owner: ownerOf(cm),
 		status:       &status.Status{Spec: cm.Name, RunID: runID, Results: map[string]status.Result{}, Started: time.Now()},
 		finishedJobs: map[types.UID]bool{}, active: map[string]int{}, awaiting: map[string]time.Time{},
+		pullErrors: map[string]string{},
 	}
 	if stored != nil {
 		c.statuses.known(cm.Name, stored.obj)

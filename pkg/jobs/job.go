@@ -28,6 +28,11 @@ const (
 	noopVolume = "noop"
 )
 
+// NoopArchitectures are the linux architectures the image-prewarm image is built for
+// (make image, the Dockerfile's platforms): a pull pod runs prewarm-noop, so nodes of
+// any other platform cannot be prewarmed with init containers.
+var NoopArchitectures = []string{"amd64", "arm64"}
+
 const (
 	// ttlAfterFinished keeps a finished Job long enough for the controller to
 	// read its outcome, then lets the Job controller delete it.

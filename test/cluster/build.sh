@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds the pinned control-plane binaries (etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl, kwok) and helm from the Go module proxy into a cache outside the
-# repository, and prints the bin directory. A second run finds them and returns at once.
+# kube-scheduler, kubectl, kwok), the real node's kubelet, containerd (with its runc shim
+# and ctr), the OCI registry (distribution) and helm from the Go module proxy into a cache
+# outside the repository, and prints the bin directory. A second run finds them and
+# returns at once. runc and the CNI plugins come from Debian packages (node-packages.sh, run first).
 #
 # k8s.io/kubernetes cannot be `go install`ed directly: its go.mod points every
 # k8s.io/<staging> module at ./staging. A small wrapper module maps each of them to its
@@ -12,10 +14,15 @@ K8S_VERSION=${K8S_VERSION:-1.37.2}
 ETCD_VERSION=${ETCD_VERSION:-3.7.3}
 KWOK_VERSION=${KWOK_VERSION:-0.8.0}
 HELM_VERSION=${HELM_VERSION:-3.22.0}
+CONTAINERD_VERSION=${CONTAINERD_VERSION:-2.4.2}
+REGISTRY_VERSION=${REGISTRY_VERSION:-3.1.2}
 CACHE=${IMAGE_PREWARM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/image-prewarm}
-KEY="k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}_helm-${HELM_VERSION}"
+KEY="k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}_helm-${HELM_VERSION}_containerd-${CONTAINERD_VERSION}_registry-${REGISTRY_VERSION}"
 BIN="$CACHE/$KEY/bin"
-WANT=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok helm)
+WANT=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kwok helm
+  containerd containerd-shim-runc-v2 ctr registry)
+
+bash "$(dirname "$0")/node-packages.sh"
 
 have_all() {
   for b in "${WANT[@]}"; do [ -x "$BIN/$b" ] || return 1; done
@@ -48,7 +55,7 @@ build_kubernetes() {
       -X k8s.io/component-base/version.gitVersion=v$K8S_VERSION \
       -X k8s.io/client-go/pkg/version.gitVersion=v$K8S_VERSION" -o "$BIN/" \
     k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl)
+    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl k8s.io/kubernetes/cmd/kubelet)
 }
 
 build_etcd() {
@@ -76,18 +83,27 @@ GO
   (cd "$w" && go build -trimpath -ldflags "-s -w" -o "$BIN/etcd" .)
 }
 
-build_installable() { # name module/path version
+build_installable() { # name module/path version [build tags]
   log "building $1 $3"
   local w="$CACHE/$KEY/src/$1"
   mkdir -p "$w"
-  GOBIN="$w" GOFLAGS= go install -trimpath -ldflags "-s -w" "$2@v$3"
+  GOBIN="$w" GOFLAGS= go install -trimpath -tags "${4:-}" -ldflags "-s -w" "$2@v$3"
   mv "$w/$1" "$BIN/$1"
+}
+
+build_containerd() {
+  local tags="no_btrfs no_devmapper no_zfs" m=github.com/containerd/containerd/v2/cmd
+  for c in containerd containerd-shim-runc-v2 ctr; do
+    [ -x "$BIN/$c" ] || build_installable "$c" "$m/$c" "$CONTAINERD_VERSION" "$tags"
+  done
 }
 
 [ -x "$BIN/etcd" ] || build_etcd
 [ -x "$BIN/kwok" ] || build_installable kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION"
 [ -x "$BIN/helm" ] || build_installable helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION"
-[ -x "$BIN/kube-apiserver" ] && [ -x "$BIN/kubectl" ] || build_kubernetes
+[ -x "$BIN/registry" ] || build_installable registry github.com/distribution/distribution/v3/cmd/registry "$REGISTRY_VERSION"
+build_containerd
+[ -x "$BIN/kube-apiserver" ] && [ -x "$BIN/kubelet" ] || build_kubernetes
 have_all || { log "missing binaries in $BIN"; exit 1; }
 log "built in $(( $(date +%s) - started ))s into $BIN"
 echo "$BIN"

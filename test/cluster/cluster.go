@@ -41,6 +41,10 @@ type Options struct {
 	Pulls PullBehaviour
 	// Detached processes survive the calling process (for `cluster up`).
 	Detached bool
+	// RealNodes is how many real nodes (kubelet + containerd) join beside kwok's fake
+	// ones. With one or more, the cluster also runs a password-protected registry
+	// (Registry) and a public one (PublicRegistry) with the project's own image (NoopImage).
+	RealNodes int
 }
 
 // Cluster is a running control plane.
@@ -55,11 +59,22 @@ type Cluster struct {
 	// CAFile signs every certificate of the cluster; webhook tests reuse it.
 	CAFile string
 
-	ca    *certs.KeyPair
-	opts  Options
-	procs map[string]*process
-	order []string
-	args  map[string][]string
+	// Registry is the cluster's password-protected OCI registry, PublicRegistry one
+	// that anyone may pull from; both nil without real nodes.
+	Registry, PublicRegistry *Registry
+	// NoopImage is the project's image (make image) as pushed to PublicRegistry: the
+	// controller's --noop-image on real nodes, so tests run what we ship.
+	NoopImage string
+
+	ca        *certs.KeyPair
+	opts      Options
+	procs     map[string]*process
+	order     []string
+	args      map[string][]string
+	env       map[string][]string
+	binaries  map[string]string // component → binary, where the names differ
+	realNodes []*RealNode
+	proxies   []string // extra registry hosts the nodes trust (throttling proxies)
 }
 
 // EnsureBinaries runs build.sh (beside this file) and returns the directory holding the
@@ -91,7 +106,8 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 			return nil, err
 		}
 	}
-	c := &Cluster{Dir: opts.Dir, BinDir: opts.BinDir, opts: opts, procs: map[string]*process{}, args: map[string][]string{}}
+	c := &Cluster{Dir: opts.Dir, BinDir: opts.BinDir, opts: opts, procs: map[string]*process{},
+		args: map[string][]string{}, env: map[string][]string{}, binaries: map[string]string{}}
 	defer func() {
 		if err != nil {
 			c.Stop()
@@ -111,7 +127,10 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 			}
 		}
 	}
-	return c, c.waitControllers(ctx)
+	if err := c.waitControllers(ctx); err != nil {
+		return nil, err
+	}
+	return c, c.startRealNodes(ctx)
 }
 
 // configure writes certificates, kubeconfig and kwok stages and prepares every
@@ -150,6 +169,14 @@ func (c *Cluster) configure(pulls PullBehaviour) error {
 	if err != nil {
 		return err
 	}
+	kubeletClient, err := c.ca.IssueClient("kube-apiserver-kubelet-client", []string{"system:masters"}, certValidity)
+	if err != nil {
+		return err
+	}
+	kubeletClientCert, kubeletClientKey, err := writePair(pki, "apiserver-kubelet-client", kubeletClient)
+	if err != nil {
+		return err
+	}
 	c.APIServerURL = "https://127.0.0.1:" + strconv.Itoa(apiPort)
 	if err := c.writeAdminKubeconfig(); err != nil {
 		return err
@@ -175,7 +202,10 @@ func (c *Cluster) configure(pulls PullBehaviour) error {
 		"--etcd-servers=" + etcdURL, "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
 		"--secure-port=" + strconv.Itoa(apiPort), "--cert-dir=" + pki,
 		"--tls-cert-file=" + servingCert, "--tls-private-key-file=" + servingKey,
-		"--client-ca-file=" + c.CAFile, "--authorization-mode=RBAC",
+		"--client-ca-file=" + c.CAFile, "--authorization-mode=Node,RBAC",
+		// Real nodes: reach kubelets by IP, never by resolving a node's name.
+		"--kubelet-preferred-address-types=InternalIP",
+		"--kubelet-client-certificate=" + kubeletClientCert, "--kubelet-client-key=" + kubeletClientKey,
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 		"--service-account-key-file=" + saPub, "--service-account-signing-key-file=" + saKey,
 		"--service-cluster-ip-range=10.96.0.0/16", "--endpoint-reconciler-type=none",
@@ -218,7 +248,11 @@ func (c *Cluster) StartComponent(name string) error {
 	if !ok {
 		return fmt.Errorf("unknown component %q", name)
 	}
-	p, err := startProcess(c.Dir, name, filepath.Join(c.BinDir, name), args, c.opts.Detached)
+	bin := name
+	if b, ok := c.binaries[name]; ok {
+		bin = b
+	}
+	p, err := startProcess(c.Dir, name, filepath.Join(c.BinDir, bin), args, c.env[name], c.opts.Detached)
 	if err != nil {
 		return err
 	}
@@ -235,8 +269,10 @@ func (c *Cluster) StopComponent(name string) {
 	}
 }
 
-// Stop stops every process the cluster started, in reverse order, and waits for each.
+// Stop stops every process the cluster started, in reverse order, and waits for each;
+// real nodes first, with everything they mounted, created or left running.
 func (c *Cluster) Stop() {
+	c.stopRealNodes()
 	for i := len(c.order) - 1; i >= 0; i-- {
 		c.StopComponent(c.order[i])
 	}
@@ -248,12 +284,7 @@ func (c *Cluster) writeAdminKubeconfig() error {
 		return err
 	}
 	c.Kubeconfig = filepath.Join(c.Dir, "kubeconfig")
-	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["local"] = &clientcmdapi.Cluster{Server: c.APIServerURL, CertificateAuthorityData: c.ca.CertPEM}
-	cfg.AuthInfos["admin"] = &clientcmdapi.AuthInfo{ClientCertificateData: admin.CertPEM, ClientKeyData: admin.KeyPEM}
-	cfg.Contexts["local"] = &clientcmdapi.Context{Cluster: "local", AuthInfo: "admin"}
-	cfg.CurrentContext = "local"
-	if err := clientcmd.WriteToFile(*cfg, c.Kubeconfig); err != nil {
+	if err := writeKubeconfig(c.Kubeconfig, c.APIServerURL, c.ca.CertPEM, admin); err != nil {
 		return err
 	}
 	if c.Config, err = clientcmd.BuildConfigFromFlags("", c.Kubeconfig); err != nil {
@@ -262,6 +293,16 @@ func (c *Cluster) writeAdminKubeconfig() error {
 	c.Config.QPS, c.Config.Burst = 200, 400
 	c.Client, err = kubernetes.NewForConfig(c.Config)
 	return err
+}
+
+// writeKubeconfig writes a kubeconfig that authenticates with the client certificate.
+func writeKubeconfig(file, server string, caPEM []byte, client *certs.KeyPair) error {
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["local"] = &clientcmdapi.Cluster{Server: server, CertificateAuthorityData: caPEM}
+	cfg.AuthInfos["user"] = &clientcmdapi.AuthInfo{ClientCertificateData: client.CertPEM, ClientKeyData: client.KeyPEM}
+	cfg.Contexts["local"] = &clientcmdapi.Context{Cluster: "local", AuthInfo: "user"}
+	cfg.CurrentContext = "local"
+	return clientcmd.WriteToFile(*cfg, file)
 }
 
 func (c *Cluster) waitAPIServer(ctx context.Context) error {
@@ -308,6 +349,9 @@ func (c *Cluster) poll(ctx context.Context, what string, timeout time.Duration, 
 	}
 	return nil
 }
+
+// FreePorts returns n distinct free TCP ports on 127.0.0.1.
+func FreePorts(n int) ([]int, error) { return freePorts(n) }
 
 func freePorts(n int) ([]int, error) {
 	ports := make([]int, 0, n)

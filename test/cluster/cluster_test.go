@@ -139,3 +139,50 @@ func waitFor(t *testing.T, what string, cond wait.ConditionWithContextFunc) {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// A real node leaves nothing on the machine: its processes (kubelet, containerd, the
+// shims and containers of a running pod), mounts, cgroups, bridge and CNI cache are gone
+// after Stop.
+func TestRealNodeLeavesNothingBehind(t *testing.T) {
+	ctx := t.Context()
+	c, err := cluster.Start(ctx, cluster.Options{Dir: t.TempDir(), RealNodes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			c.Stop()
+		}
+	}()
+	n := c.RealNodes()[0]
+	if err := c.Namespace(ctx, "footprint", nil); err != nil {
+		t.Fatal(err)
+	}
+	// The pause image is on the node already (imported): it runs without a pull.
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "runs", Namespace: "footprint"},
+		Spec: corev1.PodSpec{NodeName: n.Name, Containers: []corev1.Container{{
+			Name: "pause", Image: cluster.SandboxImage, ImagePullPolicy: corev1.PullNever,
+		}}},
+	}
+	if _, err := c.Client.CoreV1().Pods("footprint").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "pod Running on the real node", func(ctx context.Context) (bool, error) {
+		p, err := c.Client.CoreV1().Pods("footprint").Get(ctx, "runs", metav1.GetOptions{})
+		return err == nil && p.Status.Phase == corev1.PodRunning, nil
+	})
+	footprint, err := n.Footprint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(footprint.PIDs) < 4 || len(footprint.Mounts) == 0 {
+		t.Fatalf("a running pod should show kubelet, containerd, shim and container processes and mounts: %+v", footprint)
+	}
+	c.Stop()
+	stopped = true
+	if left := footprint.Leftovers(); len(left) > 0 {
+		t.Fatalf("left behind after Stop: %v", left)
+	}
+}

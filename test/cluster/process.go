@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -23,12 +24,16 @@ type process struct {
 // in <dir>/pids/<name>.pid so that `cluster down` can stop it from another process.
 // When detached it survives this process (own session); otherwise the kernel kills it
 // if this process dies, so a crashed test run leaves nothing behind.
-func startProcess(dir, name, bin string, args []string, detached bool) (*process, error) {
+// env is added to this process's environment.
+func startProcess(dir, name, bin string, args, env []string, detached bool) (*process, error) {
 	logFile, err := os.OpenFile(filepath.Join(dir, "logs", name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(bin, args...)
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if detached {
@@ -88,12 +93,17 @@ func StopRecorded(dir string) error {
 	if err != nil {
 		return err
 	}
+	// Kubelets first: a containerd stopped under a running kubelet makes it restart pods.
+	sort.SliceStable(files, func(i, j int) bool {
+		return strings.Contains(files[i], "/kubelet-") && !strings.Contains(files[j], "/kubelet-")
+	})
 	var errs []error
 	for _, f := range files {
 		if err := stopPIDFile(f); err != nil {
 			errs = append(errs, err)
 		}
 	}
+	errs = append(errs, cleanRecordedNodes(dir))
 	return errors.Join(errs...)
 }
 
