@@ -5,7 +5,8 @@ GO ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/image-prewarm/image-prewarm/pkg/metrics.Version=$(VERSION)
 NODES ?= 20
-REAL_NODES ?= 0
+# Real nodes (kubelet + containerd): cluster-up defaults to none, demo to one.
+REAL_NODES ?=
 BENCH ?= .
 # Parsers fuzzed by `make fuzz`: package:target.
 FUZZ_TARGETS := ./pkg/config:FuzzParse ./pkg/pullsecret:FuzzFromSecret ./pkg/jobs:FuzzJobName ./pkg/tasks:FuzzDecodeTaskRequest ./pkg/webhook:FuzzDecodeReview
@@ -58,12 +59,12 @@ fuzz: ## Fuzz the parsers for FUZZTIME each (default 3m)
 	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; echo "fuzz $$pkg $$fn"; $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg; done
 
 .PHONY: demo
-demo: cluster-binaries ## Local cluster with 30 fake nodes + controller + sample prewarm, live progress
-	$(GO) run ./test/demo
+demo: cluster-binaries ## Local cluster with 30 fake nodes and a real one (REAL_NODES=0: none) + controller + sample prewarms, live progress
+	$(GO) run ./test/demo --real-nodes $(or $(REAL_NODES),1)
 
 .PHONY: cluster-up
 cluster-up: cluster-binaries ## Start the local cluster with NODES fake nodes (default 20) and REAL_NODES real ones (default 0; ≥ 1 adds the private registry); it keeps running
-	$(GO) run ./test/cluster/localcluster up --nodes $(NODES) --real-nodes $(REAL_NODES)
+	$(GO) run ./test/cluster/localcluster up --nodes $(NODES) --real-nodes $(or $(REAL_NODES),0)
 
 .PHONY: cluster-down
 cluster-down: ## Stop the local cluster started by cluster-up; no process is left behind

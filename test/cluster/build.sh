@@ -24,8 +24,14 @@ WANT=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet
 
 bash "$(dirname "$0")/node-packages.sh"
 
+# HELM_BUILD names how helm is built (build_helm): change it with the flags, so a cached
+# helm is rebuilt without throwing away the rest of the cache (kubernetes takes minutes).
+HELM_BUILD=release-ldflags-1
+helm_current() { [ -x "$BIN/helm" ] && [ -e "$BIN/.helm-$HELM_BUILD" ]; }
+
 have_all() {
   for b in "${WANT[@]}"; do [ -x "$BIN/$b" ] || return 1; done
+  helm_current
 }
 if have_all; then echo "$BIN"; exit 0; fi
 
@@ -83,12 +89,29 @@ GO
   (cd "$w" && go build -trimpath -ldflags "-s -w" -o "$BIN/etcd" .)
 }
 
-build_installable() { # name module/path version [build tags]
+build_installable() { # name module/path version [build tags] [extra ldflags]
   log "building $1 $3"
   local w="$CACHE/$KEY/src/$1"
   mkdir -p "$w"
-  GOBIN="$w" GOFLAGS= go install -trimpath -tags "${4:-}" -ldflags "-s -w" "$2@v$3"
+  GOBIN="$w" GOFLAGS= go install -trimpath -tags "${4:-}" -ldflags "-s -w ${5:-}" "$2@v$3"
   mv "$w/$1" "$BIN/$1"
+}
+
+# helm with the -X flags of its release Makefile: its version, and the Kubernetes version
+# its client-go implies (major+1, minor), which `helm template` and `helm lint` assume
+# without --kube-version. Plain `go install` leaves v1.20.0, below most charts' kubeVersion.
+# The proxy's zip carries no git metadata, so gitCommit stays empty.
+build_helm() {
+  local m=helm.sh/helm/v3 gomod client major minor
+  gomod=$(cd "$CACHE" && GOFLAGS= go mod download -json "$m@v$HELM_VERSION" | sed -n 's/.*"GoMod": "\(.*\)",/\1/p')
+  client=$(awk '$1 == "k8s.io/client-go" {print $2}' "$gomod")
+  IFS=. read -r major minor _ <<< "${client#v}"
+  major=$((major + 1))
+  build_installable helm "$m/cmd/helm" "$HELM_VERSION" "" "-X $m/internal/version.version=v$HELM_VERSION \
+    -X $m/internal/version.metadata= -X $m/internal/version.gitTreeState=clean \
+    -X $m/pkg/lint/rules.k8sVersionMajor=$major -X $m/pkg/lint/rules.k8sVersionMinor=$minor \
+    -X $m/pkg/chartutil.k8sVersionMajor=$major -X $m/pkg/chartutil.k8sVersionMinor=$minor"
+  touch "$BIN/.helm-$HELM_BUILD"
 }
 
 build_containerd() {
@@ -100,7 +123,7 @@ build_containerd() {
 
 [ -x "$BIN/etcd" ] || build_etcd
 [ -x "$BIN/kwok" ] || build_installable kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION"
-[ -x "$BIN/helm" ] || build_installable helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION"
+helm_current || build_helm
 [ -x "$BIN/registry" ] || build_installable registry github.com/distribution/distribution/v3/cmd/registry "$REGISTRY_VERSION"
 build_containerd
 [ -x "$BIN/kube-apiserver" ] && [ -x "$BIN/kubelet" ] || build_kubernetes

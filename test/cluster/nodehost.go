@@ -234,12 +234,40 @@ func randomToken() (string, error) {
 type hostRecord struct {
 	Bridge  string   `json:"bridge"`
 	Cgroups []string `json:"cgroups"`
+	// Dirs are fixed paths that kubelet, the shims or libcni create whatever they are
+	// told, and that did not exist before the node started.
+	Dirs []string `json:"dirs"`
+}
+
+// fixedDirs are created at fixed paths by the node's components: kubelet's device
+// plugin socket directory, the shims' socket directory, libcni's result cache.
+var fixedDirs = []string{"/var/lib/kubelet", "/var/lib/kubelet/device-plugins", "/run/containerd", "/run/containerd/s", "/var/lib/cni", "/var/lib/cni/results"}
+
+// absentDirs returns the fixedDirs that do not exist yet.
+func absentDirs() []string {
+	var absent []string
+	for _, d := range fixedDirs {
+		if _, err := os.Stat(d); errors.Is(err, os.ErrNotExist) {
+			absent = append(absent, d)
+		}
+	}
+	return absent
+}
+
+// removeEmptyDirs removes the directories, deepest first, where they are empty: one
+// still in use by another node keeps its sockets and stays.
+func removeEmptyDirs(dirs []string) {
+	sorted := append([]string(nil), dirs...)
+	sort.Slice(sorted, func(i, j int) bool { return len(sorted[i]) > len(sorted[j]) })
+	for _, d := range sorted {
+		_ = syscall.Rmdir(d)
+	}
 }
 
 const hostRecordFile = "host.json"
 
 func (n *RealNode) recordHost() error {
-	rec := hostRecord{Bridge: n.net.bridge, Cgroups: n.cgroups.paths}
+	rec := hostRecord{Bridge: n.net.bridge, Cgroups: n.cgroups.paths, Dirs: n.createdDirs}
 	raw, err := json.Marshal(rec)
 	if err != nil {
 		return err
@@ -265,6 +293,7 @@ func cleanRecordedNodes(dir string) error {
 		nodeDir := filepath.Dir(file)
 		killShims(filepath.Join(nodeDir, "containerd", "state"))
 		errs = append(errs, unmountUnder(nodeDir), (&cgroupRoot{paths: rec.Cgroups}).remove(), (&nodeNetwork{bridge: rec.Bridge}).remove())
+		removeEmptyDirs(rec.Dirs)
 	}
 	return errors.Join(errs...)
 }

@@ -28,6 +28,7 @@ type RealNode struct {
 	ContainerdSocket string
 	net              *nodeNetwork
 	cgroups          *cgroupRoot
+	createdDirs      []string // fixed host paths its components create (see fixedDirs)
 	cluster          *Cluster
 }
 
@@ -44,6 +45,7 @@ func (c *Cluster) startRealNode(ctx context.Context, i int) (_ *RealNode, err er
 		return nil, err
 	}
 	n.IP = n.net.nodeIP
+	n.createdDirs = absentDirs()
 	if n.cgroups, err = createCgroupRoot("image-prewarm-" + filepath.Base(c.Dir) + "-" + name); err != nil {
 		return nil, err
 	}
@@ -171,6 +173,7 @@ func (n *RealNode) stop() error {
 	if n.net != nil {
 		errs = append(errs, n.net.remove())
 	}
+	removeEmptyDirs(n.createdDirs)
 	return errors.Join(errs...)
 }
 
@@ -240,11 +243,12 @@ type Footprint struct {
 	Mounts  []string
 	Cgroups []string
 	Bridge  string
+	Dirs    []string // fixed host directories the node created
 }
 
 // Footprint reads the node's processes (by recorded PID), mounts, cgroups and bridge.
 func (n *RealNode) Footprint() (Footprint, error) {
-	f := Footprint{Cgroups: n.cgroups.paths, Bridge: n.net.bridge}
+	f := Footprint{Cgroups: n.cgroups.paths, Bridge: n.net.bridge, Dirs: n.createdDirs}
 	for _, part := range []string{"kubelet", "containerd"} {
 		if p := n.cluster.procs[n.component(part)]; p != nil {
 			f.PIDs = append(f.PIDs, p.cmd.Process.Pid)
@@ -279,6 +283,11 @@ func (f Footprint) Leftovers() []string {
 	for _, cg := range f.Cgroups {
 		if _, err := os.Stat(cg); err == nil {
 			left = append(left, "cgroup "+cg)
+		}
+	}
+	for _, d := range f.Dirs {
+		if _, err := os.Stat(d); err == nil {
+			left = append(left, "directory "+d)
 		}
 	}
 	if _, err := os.Stat(filepath.Join("/sys/class/net", f.Bridge)); err == nil {

@@ -1,6 +1,9 @@
 // Command demo is `make demo`: a local control plane with 30 fake GPU nodes (pulls take
-// 2–6 s, one image fails with 401 on three nodes), the controller, and the sample spec
-// with a private registry; it shows progress live until the rollout ends, then a summary.
+// 2–6 s, one image fails with 401 on three nodes) and one real node (kubelet +
+// containerd) beside them, the controller, the sample spec with a private registry for
+// the fake nodes, and a second spec that really pulls a private 100 MiB image from the
+// cluster's password-protected registry onto the real node; it shows progress live
+// until both rollouts end, then a summary.
 package main
 
 import (
@@ -34,22 +37,23 @@ const namespace = "image-prewarm"
 
 func main() {
 	nodes := flag.Int("nodes", 30, "fake nodes")
+	realNodes := flag.Int("real-nodes", 1, "real nodes (kubelet + containerd) pulling from the private registry; 0: fake nodes only")
 	keep := flag.Bool("keep", false, "leave the cluster running after the rollout (stop it with make cluster-down)")
 	flag.Parse()
-	if err := run(*nodes, *keep); err != nil {
+	if err := run(*nodes, *realNodes, *keep); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
 }
 
-func run(nodes int, keep bool) error {
+func run(nodes, realNodes int, keep bool) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	dir := filepath.Join(filepath.Dir(cluster.DefaultStateDir()), "demo")
 	_ = cluster.StopRecorded(dir)
 	_ = os.RemoveAll(dir)
 	fmt.Println("▶ starting the local control plane (first run builds it: several minutes) …")
-	kube, err := cluster.Start(ctx, cluster.Options{Dir: dir, Detached: keep, Pulls: cluster.PullBehaviour{
+	kube, err := cluster.Start(ctx, cluster.Options{Dir: dir, Detached: keep, RealNodes: realNodes, Pulls: cluster.PullBehaviour{
 		Delay: 2 * time.Second, Jitter: 4 * time.Second,
 		FailImagePattern: `^harbor\.example\.com/ml/cuda-runtime`, FailNodePattern: `gpu-(007|013|021)$`,
 	}})
@@ -62,6 +66,13 @@ func run(nodes int, keep bool) error {
 	if err := setup(ctx, kube, nodes); err != nil {
 		return err
 	}
+	noopImage := "ghcr.io/image-prewarm/image-prewarm:demo" // kwok never pulls it
+	if realNodes > 0 {
+		if err := setupRealNode(ctx, kube); err != nil {
+			return err
+		}
+		noopImage = kube.NoopImage // the real node pulls our image as we ship it
+	}
 	logFile, err := os.Create(filepath.Join(dir, "logs", "image-prewarm.log"))
 	if err != nil {
 		return err
@@ -73,12 +84,17 @@ func run(nodes int, keep bool) error {
 	defer func() { stopCtrl(); <-ctrlDone }() // before the log file closes
 	go func() {
 		defer close(ctrlDone)
-		c := controller.New(kube.Client, controller.Options{Namespace: namespace, NoopImage: "ghcr.io/image-prewarm/image-prewarm:demo"})
+		c := controller.New(kube.Client, controller.Options{Namespace: namespace, NoopImage: noopImage})
 		_ = c.Run(ctrlCtx, 4)
 	}()
 	fmt.Printf("▶ controller running (log: %s); applying the sample spec\n\n", logFile.Name())
-	if err := applySpec(ctx, kube); err != nil {
+	if err := applySpec(ctx, kube, "ml-images", sampleSpec); err != nil {
 		return err
+	}
+	if realNodes > 0 {
+		if err := applySpec(ctx, kube, "real-node", realNodeSpec(kube)); err != nil {
+			return err
+		}
 	}
 	terminal := cli.IsTerminal(os.Stdout)
 	if err := cli.Watch(ctx, kube.Client, namespace, os.Stdout, terminal, true, time.Second); err != nil {
@@ -112,10 +128,10 @@ func setup(ctx context.Context, kube *cluster.Cluster, n int) error {
 	return err
 }
 
-func applySpec(ctx context.Context, kube *cluster.Cluster) error {
+func applySpec(ctx context.Context, kube *cluster.Cluster, name, spec string) error {
 	cm := &corev1.ConfigMap{
-		ObjectMeta: metav1.ObjectMeta{Name: "ml-images", Namespace: namespace, Labels: map[string]string{config.ConfigLabel: "true"}},
-		Data:       map[string]string{config.SpecKey: sampleSpec},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace, Labels: map[string]string{config.ConfigLabel: "true"}},
+		Data:       map[string]string{config.SpecKey: spec},
 	}
 	_, err := kube.Client.CoreV1().ConfigMaps(namespace).Create(ctx, cm, metav1.CreateOptions{})
 	return err
@@ -126,18 +142,28 @@ func summary(ctx context.Context, kube *cluster.Cluster, keep bool) error {
 	if err != nil {
 		return err
 	}
-	events, err := kube.Client.CoreV1().Events(namespace).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=ml-images"})
-	if err != nil {
-		return err
-	}
-	sort.Slice(events.Items, func(i, j int) bool { return events.Items[i].LastTimestamp.Before(&events.Items[j].LastTimestamp) })
-	fmt.Println("\n▶ Events on ConfigMap ml-images:")
-	for _, ev := range events.Items {
-		fmt.Printf("  %-8s %-28s %s\n", ev.Type, ev.Reason, ev.Message)
+	for _, spec := range []string{"ml-images", "real-node"} {
+		if err := printEvents(ctx, kube, spec); err != nil {
+			return err
+		}
 	}
 	fmt.Printf("\n▶ ephemeral pull Secrets left: %d (reaped once every node reported)\n", len(secrets.Items))
 	if keep {
 		fmt.Printf("▶ cluster kept: kubectl --kubeconfig %s get jobs,cm -n %s; stop with make cluster-down\n", kube.Kubeconfig, namespace)
+	}
+	return nil
+}
+
+// printEvents prints the Events of one spec's ConfigMap, oldest first (none: nothing).
+func printEvents(ctx context.Context, kube *cluster.Cluster, spec string) error {
+	events, err := kube.Client.CoreV1().Events(namespace).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + spec})
+	if err != nil || len(events.Items) == 0 {
+		return err
+	}
+	sort.Slice(events.Items, func(i, j int) bool { return events.Items[i].LastTimestamp.Before(&events.Items[j].LastTimestamp) })
+	fmt.Printf("\n▶ Events on ConfigMap %s:\n", spec)
+	for _, ev := range events.Items {
+		fmt.Printf("  %-8s %-28s %s\n", ev.Type, ev.Reason, ev.Message)
 	}
 	return nil
 }
