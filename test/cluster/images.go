@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -36,9 +37,10 @@ func (c *Cluster) prepareImages(ctx context.Context) error {
 	if err := tarball.WriteToFile(filepath.Join(dir, "pause.tar"), tag, pause); err != nil {
 		return fmt.Errorf("write pause image: %w", err)
 	}
-	project, err := images.Project(ctx, images.ProjectOptions{Version: "test"})
+	var buildLog bytes.Buffer
+	project, err := images.Project(ctx, images.ProjectOptions{Version: "test", Log: &buildLog})
 	if err != nil {
-		return fmt.Errorf("build project image: %w", err)
+		return fmt.Errorf("build project image: %w\n%s", err, buildLog.String())
 	}
 	c.NoopImage = c.PublicRegistry.Host + "/" + ProjectRepository + ":test"
 	return c.PublicRegistry.Push(ctx, c.NoopImage, project)
