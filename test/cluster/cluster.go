@@ -417,12 +417,14 @@ func RunTests(m interface{ Run() int }, opts Options, use func(*Cluster)) int {
 	if opts.Dir == "" {
 		opts.Dir = filepath.Join(dir, "cluster")
 	}
+	started := time.Now()
 	c, err := Start(ctx, opts)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	defer c.Stop()
+	fmt.Fprintf(os.Stderr, "cluster: started in %v (%d real nodes)\n", time.Since(started).Round(100*time.Millisecond), opts.RealNodes)
 	use(c)
 	return m.Run()
 }
