@@ -19,15 +19,14 @@ import (
 	"syscall"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/image-prewarm/image-prewarm/pkg/cli"
-	"github.com/image-prewarm/image-prewarm/pkg/config"
 	"github.com/image-prewarm/image-prewarm/pkg/controller"
 	"github.com/image-prewarm/image-prewarm/pkg/jobs"
 	"github.com/image-prewarm/image-prewarm/pkg/logging"
 	"github.com/image-prewarm/image-prewarm/test/cluster"
+	"github.com/image-prewarm/image-prewarm/test/prewarmtest"
 )
 
 //go:embed prewarm.yaml
@@ -119,22 +118,11 @@ func setup(ctx context.Context, kube *cluster.Cluster, n int) error {
 	if err := kube.Namespace(ctx, namespace, map[string]string{"pod-security.kubernetes.io/enforce": "restricted"}); err != nil {
 		return err
 	}
-	secret := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: "harbor-robot", Namespace: namespace},
-		Type:       corev1.SecretTypeBasicAuth,
-		StringData: map[string]string{"username": "robot$prewarm", "password": rand.Text()},
-	}
-	_, err := kube.Client.CoreV1().Secrets(namespace).Create(ctx, secret, metav1.CreateOptions{})
-	return err
+	return prewarmtest.BasicAuth(ctx, kube.Client, namespace, "harbor-robot", "robot$prewarm", rand.Text())
 }
 
 func applySpec(ctx context.Context, kube *cluster.Cluster, name, spec string) error {
-	cm := &corev1.ConfigMap{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace, Labels: map[string]string{config.ConfigLabel: "true"}},
-		Data:       map[string]string{config.SpecKey: spec},
-	}
-	_, err := kube.Client.CoreV1().ConfigMaps(namespace).Create(ctx, cm, metav1.CreateOptions{})
-	return err
+	return prewarmtest.ApplySpec(ctx, kube.Client, namespace, name, spec)
 }
 
 func summary(ctx context.Context, kube *cluster.Cluster, keep bool) error {

@@ -5,11 +5,10 @@ import (
 	"fmt"
 
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/image-prewarm/image-prewarm/test/cluster"
 	"github.com/image-prewarm/image-prewarm/test/images"
+	"github.com/image-prewarm/image-prewarm/test/prewarmtest"
 )
 
 // demoImage is the private image the real node pulls: the pause program plus 100 MiB of
@@ -38,12 +37,7 @@ func setupRealNode(ctx context.Context, kube *cluster.Cluster) error {
 	if err := kube.Registry.Push(ctx, kube.Registry.Host+"/"+demoImage, img); err != nil {
 		return err
 	}
-	secret := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: "registry-robot", Namespace: namespace},
-		Type:       corev1.SecretTypeBasicAuth,
-		StringData: map[string]string{"username": cluster.RegistryUser, "password": kube.Registry.Password},
-	}
-	if _, err := kube.Client.CoreV1().Secrets(namespace).Create(ctx, secret, metav1.CreateOptions{}); err != nil {
+	if err := prewarmtest.BasicAuth(ctx, kube.Client, namespace, "registry-robot", cluster.RegistryUser, kube.Registry.Password); err != nil {
 		return err
 	}
 	fmt.Printf("▶ real node %s Ready; pushed %s/%s (100 MiB) to the password-protected registry\n",

@@ -10,19 +10,18 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/image-prewarm/image-prewarm/pkg/config"
 	"github.com/image-prewarm/image-prewarm/pkg/controller"
 	"github.com/image-prewarm/image-prewarm/pkg/jobs"
 	"github.com/image-prewarm/image-prewarm/pkg/logging"
 	"github.com/image-prewarm/image-prewarm/pkg/logging/logtest"
 	"github.com/image-prewarm/image-prewarm/pkg/status"
 	"github.com/image-prewarm/image-prewarm/test/cluster"
+	"github.com/image-prewarm/image-prewarm/test/prewarmtest"
 )
 
 const (
@@ -121,32 +120,14 @@ func (e *env) nodes(prefix string, n int, mutate ...func(*cluster.NodeSpec)) []s
 
 func (e *env) applySpec(name, spec string) {
 	e.t.Helper()
-	cm := &corev1.ConfigMap{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: e.ns, Labels: map[string]string{config.ConfigLabel: "true"}},
-		Data:       map[string]string{config.SpecKey: spec},
-	}
-	cms := kube.Client.CoreV1().ConfigMaps(e.ns)
-	_, err := cms.Create(e.t.Context(), cm, metav1.CreateOptions{})
-	if apierrors.IsAlreadyExists(err) {
-		var cur *corev1.ConfigMap
-		if cur, err = cms.Get(e.t.Context(), name, metav1.GetOptions{}); err == nil {
-			cur.Data = cm.Data
-			_, err = cms.Update(e.t.Context(), cur, metav1.UpdateOptions{})
-		}
-	}
-	if err != nil {
+	if err := prewarmtest.ApplySpec(e.t.Context(), kube.Client, e.ns, name, spec); err != nil {
 		e.t.Fatal(err)
 	}
 }
 
 func (e *env) credentials(name, user, password string) {
 	e.t.Helper()
-	s := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: e.ns},
-		Type:       corev1.SecretTypeBasicAuth,
-		StringData: map[string]string{corev1.BasicAuthUsernameKey: user, corev1.BasicAuthPasswordKey: password},
-	}
-	if _, err := kube.Client.CoreV1().Secrets(e.ns).Create(e.t.Context(), s, metav1.CreateOptions{}); err != nil {
+	if err := prewarmtest.BasicAuth(e.t.Context(), kube.Client, e.ns, name, user, password); err != nil {
 		e.t.Fatal(err)
 	}
 }
@@ -156,12 +137,11 @@ func (e *env) waitStatus(spec string, what string, cond func(*status.Status) boo
 	e.t.Helper()
 	var last *status.Status
 	e.eventually(what, 2*time.Minute, func(ctx context.Context) (bool, error) {
-		cm, err := kube.Client.CoreV1().ConfigMaps(e.ns).Get(ctx, status.Name(spec), metav1.GetOptions{})
-		if err != nil {
-			return false, nil
+		st, err := prewarmtest.Status(ctx, kube.Client, e.ns, spec)
+		if err == nil {
+			last = st
 		}
-		last, err = status.FromConfigMap(spec, cm)
-		return err == nil && cond(last), nil
+		return err == nil && cond(st), nil
 	})
 	return last
 }

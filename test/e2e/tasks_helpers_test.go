@@ -9,20 +9,20 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
-	authnv1 "k8s.io/api/authentication/v1"
-	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 
 	"github.com/image-prewarm/image-prewarm/pkg/logging"
 	"github.com/image-prewarm/image-prewarm/pkg/logging/logtest"
 	"github.com/image-prewarm/image-prewarm/pkg/tasks"
 	"github.com/image-prewarm/image-prewarm/pkg/tasks/taskstest"
+	"github.com/image-prewarm/image-prewarm/test/prewarmtest"
 )
 
 // taskAPI is the task API served in-process over TLS (a throwaway certificate) on
@@ -51,10 +51,11 @@ func (e *env) startTaskAPI() *taskAPI {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	tlsConfig, err := tasks.TLSConfig(dir, logger)
+	pair, err := certwatcher.New(filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"))
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	tlsConfig := tasks.TLSConfig(pair.GetCertificate)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		e.t.Fatal(err)
@@ -216,40 +217,14 @@ func (a *taskAPI) assertNoLeakInAPI() {
 func (e *env) taskTokens() (allowed, denied string) {
 	e.t.Helper()
 	ctx := e.t.Context()
-	role := &rbacv1.Role{
-		ObjectMeta: metav1.ObjectMeta{Name: "task-user", Namespace: e.ns},
-		Rules: []rbacv1.PolicyRule{{
-			APIGroups: []string{tasks.Group}, Resources: []string{tasks.Resource},
-			Verbs: []string{tasks.VerbCreate, tasks.VerbGet, tasks.VerbList, tasks.VerbDelete},
-		}},
-	}
-	binding := &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "task-user", Namespace: e.ns},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name},
-		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "task-user", Namespace: e.ns}},
-	}
-	if _, err := kube.Client.RbacV1().Roles(e.ns).Create(ctx, role, metav1.CreateOptions{}); err != nil {
-		e.t.Fatal(err)
-	}
-	if _, err := kube.Client.RbacV1().RoleBindings(e.ns).Create(ctx, binding, metav1.CreateOptions{}); err != nil {
-		e.t.Fatal(err)
-	}
-	return e.serviceAccountToken("task-user"), e.serviceAccountToken("task-nobody")
-}
-
-func (e *env) serviceAccountToken(name string) string {
-	e.t.Helper()
-	ctx := e.t.Context()
-	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: e.ns}}
-	if _, err := kube.Client.CoreV1().ServiceAccounts(e.ns).Create(ctx, sa, metav1.CreateOptions{}); err != nil {
-		e.t.Fatal(err)
-	}
-	req := &authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{ExpirationSeconds: new(int64(3600))}}
-	tr, err := kube.Client.CoreV1().ServiceAccounts(e.ns).CreateToken(ctx, name, req, metav1.CreateOptions{})
+	allowed, err := prewarmtest.TaskUser(ctx, kube.Client, e.ns, "task-user", tasks.VerbCreate, tasks.VerbGet, tasks.VerbList, tasks.VerbDelete)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	return tr.Status.Token
+	if denied, err = prewarmtest.TaskUser(ctx, kube.Client, e.ns, "task-nobody"); err != nil {
+		e.t.Fatal(err)
+	}
+	return allowed, denied
 }
 
 // objectNames lists the namespace's ConfigMaps and Secrets, to prove a refused request

@@ -16,11 +16,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
-	"github.com/image-prewarm/image-prewarm/pkg/config"
 	"github.com/image-prewarm/image-prewarm/pkg/controller"
 	"github.com/image-prewarm/image-prewarm/pkg/status"
 	"github.com/image-prewarm/image-prewarm/test/cluster"
 	"github.com/image-prewarm/image-prewarm/test/images"
+	"github.com/image-prewarm/image-prewarm/test/prewarmtest"
 )
 
 var (
@@ -102,13 +102,12 @@ func (b *realBench) credentials(t *testing.T) {
 	user, pw := cluster.RegistryUser, b.c.Registry.Password
 	cfg, _ := json.Marshal(map[string]any{"auths": map[string]any{b.host: map[string]string{
 		"username": user, "password": pw, "auth": base64.StdEncoding.EncodeToString([]byte(user + ":" + pw))}}})
-	for _, s := range []*corev1.Secret{
-		{ObjectMeta: metav1.ObjectMeta{Name: "workload"}, Type: corev1.SecretTypeDockerConfigJson, Data: map[string][]byte{corev1.DockerConfigJsonKey: cfg}},
-		{ObjectMeta: metav1.ObjectMeta{Name: "robot"}, Type: corev1.SecretTypeBasicAuth, StringData: map[string]string{"username": user, "password": pw}},
-	} {
-		if _, err := b.c.Client.CoreV1().Secrets(b.ns).Create(t.Context(), s, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
+	workload := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "workload"}, Type: corev1.SecretTypeDockerConfigJson, Data: map[string][]byte{corev1.DockerConfigJsonKey: cfg}}
+	if _, err := b.c.Client.CoreV1().Secrets(b.ns).Create(t.Context(), workload, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := prewarmtest.BasicAuth(t.Context(), b.c.Client, b.ns, "robot", user, pw); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -178,16 +177,12 @@ func (b *realBench) timeToRunning(t *testing.T, name, image string) time.Duratio
 func (b *realBench) prewarm(t *testing.T, name, image string) time.Duration {
 	spec := fmt.Sprintf("registries: [{server: %q, credentialsSecret: robot}]\nimages: [%q]\nnodeSelector: {%s: \"true\"}\nrollout: {pullTimeout: 10m}\n",
 		b.host, image, cluster.RealNodeLabel)
-	cm := &corev1.ConfigMap{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{config.ConfigLabel: "true"}},
-		Data:       map[string]string{config.SpecKey: spec},
-	}
-	if _, err := b.c.Client.CoreV1().ConfigMaps(b.ns).Create(t.Context(), cm, metav1.CreateOptions{}); err != nil {
+	if err := prewarmtest.ApplySpec(t.Context(), b.c.Client, b.ns, name, spec); err != nil {
 		t.Fatal(err)
 	}
 	err := wait.PollUntilContextTimeout(t.Context(), 200*time.Millisecond, 10*time.Minute, true, func(ctx context.Context) (bool, error) {
-		st, err := b.c.Client.CoreV1().ConfigMaps(b.ns).Get(ctx, status.Name(name), metav1.GetOptions{})
-		return err == nil && st.Data[status.KeyPhase] == status.PhaseSucceeded, nil
+		st, err := prewarmtest.Status(ctx, b.c.Client, b.ns, name)
+		return err == nil && st.Phase == status.PhaseSucceeded, nil
 	})
 	if err != nil {
 		t.Fatalf("prewarm %s: %v", name, err)

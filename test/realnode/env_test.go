@@ -19,14 +19,13 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
-	"github.com/image-prewarm/image-prewarm/pkg/config"
 	"github.com/image-prewarm/image-prewarm/pkg/jobs"
 	"github.com/image-prewarm/image-prewarm/pkg/status"
 	"github.com/image-prewarm/image-prewarm/test/cluster"
+	"github.com/image-prewarm/image-prewarm/test/prewarmtest"
 )
 
 var (
@@ -138,20 +137,7 @@ func (e *env) spec(name string, registries []string, images []string, extra stri
 		b.WriteString("  - " + img + "\n")
 	}
 	b.WriteString("nodeSelector: {" + cluster.RealNodeLabel + ": \"true\"}\n" + extra)
-	cm := &corev1.ConfigMap{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: e.ns, Labels: map[string]string{config.ConfigLabel: "true"}},
-		Data:       map[string]string{config.SpecKey: b.String()},
-	}
-	cms := kube.Client.CoreV1().ConfigMaps(e.ns)
-	_, err := cms.Create(e.t.Context(), cm, metav1.CreateOptions{})
-	if apierrors.IsAlreadyExists(err) {
-		var cur *corev1.ConfigMap
-		if cur, err = cms.Get(e.t.Context(), name, metav1.GetOptions{}); err == nil {
-			cur.Data = cm.Data
-			_, err = cms.Update(e.t.Context(), cur, metav1.UpdateOptions{})
-		}
-	}
-	if err != nil {
+	if err := prewarmtest.ApplySpec(e.t.Context(), kube.Client, e.ns, name, b.String()); err != nil {
 		e.t.Fatal(err)
 	}
 }
@@ -163,12 +149,7 @@ func registryEntry(secret string) string {
 
 func (e *env) basicAuth(name, user, password string) {
 	e.t.Helper()
-	s := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: e.ns},
-		Type:       corev1.SecretTypeBasicAuth,
-		StringData: map[string]string{corev1.BasicAuthUsernameKey: user, corev1.BasicAuthPasswordKey: password},
-	}
-	if _, err := kube.Client.CoreV1().Secrets(e.ns).Create(e.t.Context(), s, metav1.CreateOptions{}); err != nil {
+	if err := prewarmtest.BasicAuth(e.t.Context(), kube.Client, e.ns, name, user, password); err != nil {
 		e.t.Fatal(err)
 	}
 }
@@ -178,12 +159,11 @@ func (e *env) waitStatus(spec, what string, timeout time.Duration, cond func(*st
 	e.t.Helper()
 	var last *status.Status
 	e.eventually(what, timeout, func(ctx context.Context) (bool, error) {
-		cm, err := kube.Client.CoreV1().ConfigMaps(e.ns).Get(ctx, status.Name(spec), metav1.GetOptions{})
-		if err != nil {
-			return false, nil
+		st, err := prewarmtest.Status(ctx, kube.Client, e.ns, spec)
+		if err == nil {
+			last = st
 		}
-		last, err = status.FromConfigMap(spec, cm)
-		return err == nil && cond(last), nil
+		return err == nil && cond(st), nil
 	})
 	return last
 }

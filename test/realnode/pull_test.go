@@ -12,6 +12,7 @@ import (
 	"github.com/image-prewarm/image-prewarm/pkg/rollout"
 	"github.com/image-prewarm/image-prewarm/pkg/status"
 	"github.com/image-prewarm/image-prewarm/test/cluster"
+	"github.com/image-prewarm/image-prewarm/test/prewarmtest"
 )
 
 // Show 1, 3 and 5 of the real-node issue: a private image pulled with the run's
@@ -167,11 +168,7 @@ func (e *env) podWaitingOnPull(ctx context.Context) bool {
 }
 
 func (e *env) currentStatus(spec string) *status.Status {
-	cm, err := kube.Client.CoreV1().ConfigMaps(e.ns).Get(e.t.Context(), status.Name(spec), metav1.GetOptions{})
-	if err != nil {
-		return nil
-	}
-	st, _ := status.FromConfigMap(spec, cm)
+	st, _ := prewarmtest.Status(e.t.Context(), kube.Client, e.ns, spec)
 	return st
 }
 

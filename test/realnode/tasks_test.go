@@ -10,14 +10,10 @@ import (
 	"testing"
 	"time"
 
-	authnv1 "k8s.io/api/authentication/v1"
-	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	"github.com/image-prewarm/image-prewarm/pkg/status"
 	"github.com/image-prewarm/image-prewarm/pkg/tasks"
 	"github.com/image-prewarm/image-prewarm/test/cluster"
+	"github.com/image-prewarm/image-prewarm/test/prewarmtest"
 )
 
 // Show 1 through the task API: a one-shot task with per-task credentials; the real
@@ -64,35 +60,11 @@ func TestTaskAPIPullsWithPerTaskCredentials(t *testing.T) {
 // taskToken is a ServiceAccount token allowed to create and read tasks in the namespace.
 func (e *env) taskToken() string {
 	e.t.Helper()
-	ctx := e.t.Context()
-	role := &rbacv1.Role{
-		ObjectMeta: metav1.ObjectMeta{Name: "task-user", Namespace: e.ns},
-		Rules: []rbacv1.PolicyRule{{
-			APIGroups: []string{tasks.Group}, Resources: []string{tasks.Resource},
-			Verbs: []string{tasks.VerbCreate, tasks.VerbGet},
-		}},
-	}
-	binding := &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "task-user", Namespace: e.ns},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name},
-		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "task-user", Namespace: e.ns}},
-	}
-	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "task-user", Namespace: e.ns}}
-	if _, err := kube.Client.RbacV1().Roles(e.ns).Create(ctx, role, metav1.CreateOptions{}); err != nil {
-		e.t.Fatal(err)
-	}
-	if _, err := kube.Client.RbacV1().RoleBindings(e.ns).Create(ctx, binding, metav1.CreateOptions{}); err != nil {
-		e.t.Fatal(err)
-	}
-	if _, err := kube.Client.CoreV1().ServiceAccounts(e.ns).Create(ctx, sa, metav1.CreateOptions{}); err != nil {
-		e.t.Fatal(err)
-	}
-	tr, err := kube.Client.CoreV1().ServiceAccounts(e.ns).CreateToken(ctx, sa.Name,
-		&authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{ExpirationSeconds: new(int64(3600))}}, metav1.CreateOptions{})
+	token, err := prewarmtest.TaskUser(e.t.Context(), kube.Client, e.ns, "task-user", tasks.VerbCreate, tasks.VerbGet)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	return tr.Status.Token
+	return token
 }
 
 // call sends one task API request and returns the status code and the body.

@@ -1,0 +1,99 @@
+// Package prewarmtest creates and reads image-prewarm's own objects for the e2e,
+// real-node and benchmark tests against a real API server: prewarm specs, credentials
+// Secrets, status records and task API tokens. One copy, so every suite means the
+// same thing by "apply a spec" or "the run's status".
+package prewarmtest
+
+import (
+	"context"
+	"fmt"
+
+	authnv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/image-prewarm/image-prewarm/pkg/config"
+	"github.com/image-prewarm/image-prewarm/pkg/status"
+	"github.com/image-prewarm/image-prewarm/pkg/tasks"
+)
+
+// ApplySpec creates the prewarm ConfigMap name with spec, or updates it if it exists.
+func ApplySpec(ctx context.Context, client kubernetes.Interface, ns, name, spec string) error {
+	cm := &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{config.ConfigLabel: "true"}},
+		Data:       map[string]string{config.SpecKey: spec},
+	}
+	cms := client.CoreV1().ConfigMaps(ns)
+	_, err := cms.Create(ctx, cm, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		var cur *corev1.ConfigMap
+		if cur, err = cms.Get(ctx, name, metav1.GetOptions{}); err == nil {
+			cur.Data = cm.Data
+			_, err = cms.Update(ctx, cur, metav1.UpdateOptions{})
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("apply spec %s: %w", name, err)
+	}
+	return nil
+}
+
+// BasicAuth creates a kubernetes.io/basic-auth credentials Secret.
+func BasicAuth(ctx context.Context, client kubernetes.Interface, ns, name, user, password string) error {
+	s := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Type:       corev1.SecretTypeBasicAuth,
+		StringData: map[string]string{corev1.BasicAuthUsernameKey: user, corev1.BasicAuthPasswordKey: password},
+	}
+	_, err := client.CoreV1().Secrets(ns).Create(ctx, s, metav1.CreateOptions{})
+	return err
+}
+
+// Status reads the spec's status record; an error when it is absent or unreadable.
+func Status(ctx context.Context, client kubernetes.Interface, ns, spec string) (*status.Status, error) {
+	cm, err := client.CoreV1().ConfigMaps(ns).Get(ctx, status.Name(spec), metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	return status.FromConfigMap(spec, cm)
+}
+
+// TaskUser creates the ServiceAccount name with a Role allowing verbs on tasks in ns
+// (none: no Role, a user the task API must refuse) and returns a token of it.
+func TaskUser(ctx context.Context, client kubernetes.Interface, ns, name string, verbs ...string) (string, error) {
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}}
+	if _, err := client.CoreV1().ServiceAccounts(ns).Create(ctx, sa, metav1.CreateOptions{}); err != nil {
+		return "", err
+	}
+	if len(verbs) > 0 {
+		if err := grantTasks(ctx, client, ns, name, verbs); err != nil {
+			return "", err
+		}
+	}
+	req := &authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{ExpirationSeconds: new(int64(3600))}}
+	tr, err := client.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name, req, metav1.CreateOptions{})
+	if err != nil {
+		return "", err
+	}
+	return tr.Status.Token, nil
+}
+
+func grantTasks(ctx context.Context, client kubernetes.Interface, ns, name string, verbs []string) error {
+	role := &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{tasks.Group}, Resources: []string{tasks.Resource}, Verbs: verbs}},
+	}
+	binding := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: name, Namespace: ns}},
+	}
+	if _, err := client.RbacV1().Roles(ns).Create(ctx, role, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	_, err := client.RbacV1().RoleBindings(ns).Create(ctx, binding, metav1.CreateOptions{})
+	return err
+}
