@@ -130,21 +130,22 @@ func (n *RealNode) importSandboxImage(ctx context.Context) error {
 	return n.ctr(ctx, "-n", "k8s.io", "images", "import", "--platform", "linux/"+runtime.GOARCH, archive)
 }
 
-// ctr runs containerd's own client against this node's containerd.
+// ctr runs containerd's own client against this node's containerd, for at most a minute.
 func (n *RealNode) ctr(ctx context.Context, args ...string) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(n.cluster.BinDir, "ctr"), append([]string{"--address", n.ContainerdSocket}, args...)...)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("ctr %s: %w: %s", strings.Join(args, " "), err, out)
-	}
-	return nil
+	_, err := n.ctrOutput(ctx, args...)
+	return err
 }
 
-// Ctr runs ctr in the CRI namespace of the node's containerd and returns its output
-// (tests inspect and remove images with it).
+// Ctr runs ctr in the CRI namespace (k8s.io) of the node's containerd and returns its
+// output: tests inspect and remove images with it.
 func (n *RealNode) Ctr(ctx context.Context, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, filepath.Join(n.cluster.BinDir, "ctr"), append([]string{"--address", n.ContainerdSocket, "-n", "k8s.io"}, args...)...)
+	return n.ctrOutput(ctx, append([]string{"-n", "k8s.io"}, args...)...)
+}
+
+func (n *RealNode) ctrOutput(ctx context.Context, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, filepath.Join(n.cluster.BinDir, "ctr"), append([]string{"--address", n.ContainerdSocket}, args...)...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return string(out), fmt.Errorf("ctr %s: %w: %s", strings.Join(args, " "), err, out)
