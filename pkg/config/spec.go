@@ -238,8 +238,8 @@ func RegistryHost(image string) (string, error) {
 }
 
 // IsDockerHub reports whether host is one of Docker Hub's names. They all
-// denote the same registry, and kubelet only matches Hub credentials stored
-// under its legacy key, so callers must treat them as one.
+// denote the same registry, so callers must treat them as one; kubelet does
+// not (see CredentialHosts).
 func IsDockerHub(host string) bool {
 	switch strings.ToLower(host) {
 	case "docker.io", "index.docker.io", "registry-1.docker.io":
@@ -255,4 +255,27 @@ func CanonicalHost(host string) string {
 		return "docker.io"
 	}
 	return strings.ToLower(host)
+}
+
+// CredentialHosts returns the registry names whose images get the credentials
+// of a listed server, spelled as an image reference has them once parsed
+// (reference.Domain). kubelet looks credentials up by that name exactly, case
+// included, and knows no Docker Hub alias but "docker.io" (short names and
+// "index.docker.io/..." parse to it), so the pull Secret holds an entry for each
+// of these names and validation accepts no other spelling for the images of a
+// registry with credentials:
+//
+//   - the lowercase name, which is what almost every image spells;
+//   - the server as written, when it has upper case letters;
+//   - for Docker Hub, "docker.io" and "registry-1.docker.io" instead of the
+//     lowercase name.
+func CredentialHosts(server string) []string {
+	hosts := []string{strings.ToLower(server)}
+	if IsDockerHub(server) {
+		hosts = []string{"docker.io", "registry-1.docker.io"}
+	}
+	if server != strings.ToLower(server) {
+		hosts = append(hosts, server)
+	}
+	return hosts
 }

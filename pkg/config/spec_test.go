@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -44,18 +45,27 @@ var validSpecs = map[string]struct {
 			t.Errorf("unexpected spec %+v", s)
 		}
 	}},
-	"minimal":                 {in: "images: [nginx]"},
-	"json":                    {in: `{"images":["nginx:1.27"],"rollout":{"maxConcurrentNodes":"25%"}}`},
-	"percent":                 {in: "images: [nginx]\nrollout: {maxConcurrentNodes: 100%}"},
-	"registry with port":      {in: "registries: [{server: 'registry.local:5000'}]\nimages: ['registry.local:5000/team/app:v1']"},
-	"localhost registry":      {in: "registries: [{server: localhost}]\nimages: [localhost/app:v1]"},
-	"docker hub listed":       {in: "registries: [{server: docker.io, credentialsSecret: hub}]\nimages: [myorg/private:1]"},
-	"docker hub alias listed": {in: "registries: [{server: index.docker.io, credentialsSecret: hub}]\nimages: [myorg/private:1]"},
-	"every public registry":   {in: "images: [registry.k8s.io/pause:3.10, ghcr.io/a/b:1, quay.io/a/b:1, gcr.io/a/b:1, mcr.microsoft.com/a/b:1, public.ecr.aws/a/b:1, nvcr.io/a/b:1]"},
-	"tag and digest":          {in: "images: ['nginx:1.27@" + digest + "']"},
-	"bounds":                  {in: "images: [nginx]\nrollout: {maxConcurrentNodes: 1, pullTimeout: 1m, retries: 0}"},
-	"upper bounds":            {in: "images: [nginx]\nrollout: {pullTimeout: 24h, retries: 10}"},
-	"tolerations":             {in: "images: [nginx]\ntolerations: [{key: gpu, operator: Equal, value: 'true', effect: NoSchedule}, {key: x, operator: Exists}, {key: y, value: z}, {operator: Exists, effect: NoExecute, tolerationSeconds: 60}]"},
+	"minimal":                           {in: "images: [nginx]"},
+	"json":                              {in: `{"images":["nginx:1.27"],"rollout":{"maxConcurrentNodes":"25%"}}`},
+	"percent":                           {in: "images: [nginx]\nrollout: {maxConcurrentNodes: 100%}"},
+	"registry with port":                {in: "registries: [{server: 'registry.local:5000'}]\nimages: ['registry.local:5000/team/app:v1']"},
+	"localhost registry":                {in: "registries: [{server: localhost}]\nimages: [localhost/app:v1]"},
+	"docker hub listed":                 {in: "registries: [{server: docker.io, credentialsSecret: hub}]\nimages: [myorg/private:1]"},
+	"docker hub alias listed":           {in: "registries: [{server: index.docker.io, credentialsSecret: hub}]\nimages: [myorg/private:1]"},
+	"server in capitals":                {in: "registries: [{server: Harbor.Example.com, credentialsSecret: s}]\nimages: [harbor.example.com/a:1, Harbor.Example.com/b:1]"},
+	"image in capitals, no credentials": {in: "registries: [{server: harbor.x}]\nimages: [HARBOR.x/a:1]"},
+	"docker hub spellings": {
+		in: "registries: [{server: docker.io, credentialsSecret: hub}]\n" +
+			"images: [nginx, library/redis, docker.io/library/busybox, index.docker.io/library/alpine, registry-1.docker.io/library/ubuntu, myorg/app]",
+	},
+	"ipv6 with port":                     {in: "registries: [{server: '[::1]:5000', credentialsSecret: s}]\nimages: ['[::1]:5000/a:1']"},
+	"ipv6 without port, no credentials":  {in: "registries: [{server: '[::1]'}]\nimages: ['[::1]/a:1']"},
+	"localhost with its own credentials": {in: "registries: [{server: docker.io, credentialsSecret: hub}, {server: localhost, credentialsSecret: l}]\nimages: [nginx, localhost/app]"},
+	"every public registry":              {in: "images: [registry.k8s.io/pause:3.10, ghcr.io/a/b:1, quay.io/a/b:1, gcr.io/a/b:1, mcr.microsoft.com/a/b:1, public.ecr.aws/a/b:1, nvcr.io/a/b:1]"},
+	"tag and digest":                     {in: "images: ['nginx:1.27@" + digest + "']"},
+	"bounds":                             {in: "images: [nginx]\nrollout: {maxConcurrentNodes: 1, pullTimeout: 1m, retries: 0}"},
+	"upper bounds":                       {in: "images: [nginx]\nrollout: {pullTimeout: 24h, retries: 10}"},
+	"tolerations":                        {in: "images: [nginx]\ntolerations: [{key: gpu, operator: Equal, value: 'true', effect: NoSchedule}, {key: x, operator: Exists}, {key: y, value: z}, {operator: Exists, effect: NoExecute, tolerationSeconds: 60}]"},
 	"once": {in: "images: [nginx]\nonce: true", check: func(t *testing.T, s *Spec) {
 		if !s.Once {
 			t.Error("once not set")
@@ -84,11 +94,36 @@ var invalidSpecs = map[string]struct {
 		wantPaths: []string{"images[0]"},
 		wantMsg:   `images[0]: registry "harbor.x" is not listed in registries and is not a known public registry`,
 	},
-	"server with scheme":        {in: "registries: [{server: 'https://harbor.x'}]\nimages: [nginx]", wantPaths: []string{"registries[0].server"}},
-	"server with path":          {in: "registries: [{server: harbor.x/team}]\nimages: [nginx]", wantPaths: []string{"registries[0].server"}},
-	"server not a host":         {in: "registries: [{server: harbor}]\nimages: [nginx]", wantPaths: []string{"registries[0].server"}},
-	"server missing":            {in: "registries: [{credentialsSecret: s}]\nimages: [nginx]", wantPaths: []string{"registries[0].server"}, wantMsg: "is required"},
-	"duplicate server":          {in: "registries: [{server: h.x}, {server: H.X}]\nimages: [nginx]", wantPaths: []string{"registries[1].server"}, wantMsg: "duplicate of registries[0]"},
+	"server with scheme": {in: "registries: [{server: 'https://harbor.x'}]\nimages: [nginx]", wantPaths: []string{"registries[0].server"}},
+	"server with path":   {in: "registries: [{server: harbor.x/team}]\nimages: [nginx]", wantPaths: []string{"registries[0].server"}},
+	"server not a host":  {in: "registries: [{server: harbor}]\nimages: [nginx]", wantPaths: []string{"registries[0].server"}},
+	"server missing":     {in: "registries: [{credentialsSecret: s}]\nimages: [nginx]", wantPaths: []string{"registries[0].server"}, wantMsg: "is required"},
+	"duplicate server":   {in: "registries: [{server: h.x}, {server: H.X}]\nimages: [nginx]", wantPaths: []string{"registries[1].server"}, wantMsg: "duplicate of registries[0]"},
+	"image in capitals": {
+		in:        "registries: [{server: harbor.x, credentialsSecret: s}]\nimages: [Harbor.X/a:1]",
+		wantPaths: []string{"images[0]"},
+		wantMsg:   `images[0]: registry "Harbor.X" would get no credentials: kubelet looks them up by the registry name exactly as the image spells it, case included; spell it "harbor.x"`,
+	},
+	"docker hub in capitals": {
+		in:        "registries: [{server: docker.io, credentialsSecret: hub}]\nimages: [Docker.io/nginx]",
+		wantPaths: []string{"images[0]"},
+		wantMsg:   `spell it "docker.io" or "registry-1.docker.io"`,
+	},
+	"ipv6 without port": {
+		in:        "registries: [{server: '[::1]', credentialsSecret: s}]\nimages: ['[::1]/a:1']",
+		wantPaths: []string{"registries[0].server"},
+		wantMsg:   `registries[0].server: "[::1]" is an IPv6 address without a port: kubelet cannot match pull credentials to it`,
+	},
+	"ipv6 without port, task": {
+		in:        "registries: [{server: '[::1]'}]\npullSecret: s\nimages: ['[::1]/a:1']",
+		wantPaths: []string{"registries[0].server"},
+		wantMsg:   "IPv6 address without a port",
+	},
+	"docker hub credentials to localhost": {
+		in:        "registries: [{server: docker.io, credentialsSecret: hub}, {server: localhost}]\nimages: [nginx, localhost/app]",
+		wantPaths: []string{"images[1]"},
+		wantMsg:   `images[1]: registry "localhost" has no credentials, and kubelet would send it the Docker Hub credentials of registries[0]`,
+	},
 	"bad secret name":           {in: "registries: [{server: h.x, credentialsSecret: Bad_Name}]\nimages: [nginx]", wantPaths: []string{"registries[0].credentialsSecret"}},
 	"negative cap":              {in: "registries: [{server: h.x, maxConcurrentPulls: -1}]\nimages: [nginx]", wantPaths: []string{"registries[0].maxConcurrentPulls"}},
 	"bad selector key":          {in: "images: [nginx]\nnodeSelector: {'bad key': x}", wantPaths: []string{`nodeSelector["bad key"]`}},
@@ -443,6 +478,23 @@ func TestRegistryHostAndFor(t *testing.T) {
 	}
 	if r := s.RegistryFor("registry.local:5000/x"); r == nil || r.Server != "registry.local:5000" {
 		t.Errorf("RegistryFor(port) = %+v", r)
+	}
+}
+
+func TestCredentialHosts(t *testing.T) {
+	tests := map[string][]string{
+		"harbor.example.com":   {"harbor.example.com"},
+		"Harbor.Example.com":   {"harbor.example.com", "Harbor.Example.com"},
+		"LOCALHOST:5000":       {"localhost:5000", "LOCALHOST:5000"},
+		"docker.io":            {"docker.io", "registry-1.docker.io"},
+		"index.docker.io":      {"docker.io", "registry-1.docker.io"},
+		"registry-1.docker.io": {"docker.io", "registry-1.docker.io"},
+		"Docker.io":            {"docker.io", "registry-1.docker.io", "Docker.io"},
+	}
+	for server, want := range tests {
+		if got := CredentialHosts(server); !slices.Equal(got, want) {
+			t.Errorf("CredentialHosts(%q) = %q, want %q", server, got, want)
+		}
 	}
 }
 

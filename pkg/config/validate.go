@@ -79,7 +79,7 @@ func (p problems) err() error {
 // every problem, or nil.
 func (s *Spec) Validate() error {
 	var p problems
-	listed := validateRegistries(s.Registries, &p)
+	listed := validateRegistries(s.Registries, s.PullSecret != "", &p)
 	validateImages(s.Images, listed, &p)
 	validateNodeSelector(s.NodeSelector, &p)
 	validateTolerations(s.Tolerations, &p)
@@ -102,28 +102,42 @@ func validatePullSecret(s *Spec, p *problems) {
 	}
 }
 
-// validateRegistries returns the canonical hosts of the valid servers, for
-// the images check.
-func validateRegistries(regs []Registry, p *problems) map[string]bool {
+// listedRegistry is a valid registries entry, by canonical host, for the images check.
+type listedRegistry struct {
+	index  int
+	server string
+	// credentials: the run's pull Secret holds credentials for it (its own
+	// credentialsSecret, or a task's pullSecret).
+	credentials bool
+}
+
+// validateRegistries returns the valid servers by canonical host, for the
+// images check. taskSecret: the spec's pullSecret holds credentials for every
+// listed registry.
+func validateRegistries(regs []Registry, taskSecret bool, p *problems) map[string]listedRegistry {
 	if len(regs) > MaxRegistries {
 		p.add("registries", "at most %d registries are allowed, got %d", MaxRegistries, len(regs))
 	}
-	listed := make(map[string]bool, len(regs))
-	seen := make(map[string]int, len(regs))
+	listed := make(map[string]listedRegistry, len(regs))
 	for i, r := range regs {
 		path := fmt.Sprintf("registries[%d]", i)
 		host := CanonicalHost(r.Server)
-		j, dup := seen[host]
+		prev, dup := listed[host]
+		credentials := taskSecret || r.CredentialsSecret != ""
 		switch {
 		case r.Server == "":
 			p.add(path+".server", "is required")
 		case !validServer(r.Server):
 			p.add(path+".server", "%s is not a valid registry host[:port] (no scheme, no path), e.g. \"harbor.example.com\" or \"registry.local:5000\"", quote(r.Server))
 		case dup:
-			p.add(path+".server", "%s is a duplicate of registries[%d]", quote(r.Server), j)
+			p.add(path+".server", "%s is a duplicate of registries[%d]", quote(r.Server), prev.index)
 		default:
-			seen[host] = i
-			listed[host] = true
+			listed[host] = listedRegistry{index: i, server: r.Server, credentials: credentials}
+			if credentials && isBracketedIPv6(r.Server) {
+				// kubelet matches credentials with filepath.Match on the host, where
+				// "[::1]" is a character class; with a port it compares "::1".
+				p.add(path+".server", "%s is an IPv6 address without a port: kubelet cannot match pull credentials to it; spell it with its port, here and in the images, e.g. %s", quote(r.Server), quote(r.Server+":443"))
+			}
 		}
 		if r.CredentialsSecret != "" {
 			p.addAll(path+".credentialsSecret", "not a valid Secret name: ", content.IsDNS1123Subdomain(r.CredentialsSecret))
@@ -142,7 +156,11 @@ func validServer(server string) bool {
 	return err == nil && CanonicalHost(reference.Domain(named)) == CanonicalHost(server)
 }
 
-func validateImages(images []string, listed map[string]bool, p *problems) {
+func isBracketedIPv6(host string) bool {
+	return strings.HasPrefix(host, "[") && strings.HasSuffix(host, "]")
+}
+
+func validateImages(images []string, listed map[string]listedRegistry, p *problems) {
 	if len(images) == 0 {
 		p.add("images", "at least one image is required")
 		return
@@ -150,6 +168,8 @@ func validateImages(images []string, listed map[string]bool, p *problems) {
 	if len(images) > MaxImages {
 		p.add("images", "at most %d images are allowed, got %d", MaxImages, len(images))
 	}
+	hub, hubCredentials := listed[CanonicalHost("docker.io")]
+	hubCredentials = hubCredentials && hub.credentials
 	seen := make(map[string]int, len(images))
 	for i, image := range images {
 		path := fmt.Sprintf("images[%d]", i)
@@ -165,9 +185,19 @@ func validateImages(images []string, listed map[string]bool, p *problems) {
 			continue
 		}
 		seen[key] = i
-		host := CanonicalHost(reference.Domain(named))
-		if !listed[host] && !IsKnownPublicRegistry(host) {
-			p.add(path, "registry %s is not listed in registries and is not a known public registry", quote(reference.Domain(named)))
+		host := reference.Domain(named)
+		reg, ok := listed[CanonicalHost(host)]
+		switch {
+		case !ok && !IsKnownPublicRegistry(host):
+			p.add(path, "registry %s is not listed in registries and is not a known public registry", quote(host))
+		case ok && reg.credentials:
+			if hosts := CredentialHosts(reg.server); !slices.Contains(hosts, host) {
+				p.add(path, "registry %s would get no credentials: kubelet looks them up by the registry name exactly as the image spells it, case included; spell it %s", quote(host), quoteAll(hosts))
+			}
+		case hubCredentials && !strings.ContainsAny(host, ".:"):
+			// credentialprovider.isDefaultRegistryMatch: a name without "." or ":"
+			// that no auths entry matches gets Docker Hub's credentials.
+			p.add(path, "registry %s has no credentials, and kubelet would send it the Docker Hub credentials of registries[%d] (it takes a registry name without \".\" or \":\" for Docker Hub); give it a credentialsSecret or prewarm it in a spec without Docker Hub credentials", quote(host), hub.index)
 		}
 	}
 }
@@ -288,6 +318,18 @@ func typeName(goType string) string {
 		return "a mapping"
 	}
 	return "a " + goType
+}
+
+// quoteAll quotes values for a message: "a", "b" or "c".
+func quoteAll(values []string) string {
+	q := make([]string, len(values))
+	for i, v := range values {
+		q[i] = quote(v)
+	}
+	if len(q) < 2 {
+		return strings.Join(q, "")
+	}
+	return strings.Join(q[:len(q)-1], ", ") + " or " + q[len(q)-1]
 }
 
 // quote quotes a user value for a message, cut short so one huge value

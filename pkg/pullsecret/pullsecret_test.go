@@ -4,39 +4,44 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/image-prewarm/image-prewarm/pkg/config"
 )
 
 // sentinel is a password that must never show up in an error or a rendering.
 const sentinel = "S3ntinel-Pa55w0rd"
 
 func TestDockerConfigJSON(t *testing.T) {
+	robot := Credential{Server: "harbor.x", Username: "robot$ci", Password: "p:w"}
 	tests := map[string]struct {
-		creds   []Credential
-		wantKey map[string]string // auths key -> username
-		wantErr string
+		creds    []Credential
+		wantKeys map[string]int // auths key -> index in creds
+		wantErr  string
 	}{
-		"one registry": {
-			creds:   []Credential{{Server: "harbor.x", Username: "robot", Password: "p:w"}},
-			wantKey: map[string]string{"harbor.x": "robot"},
+		"one registry":     {creds: []Credential{robot}, wantKeys: map[string]int{"harbor.x": 0}},
+		"upper case":       {creds: []Credential{{Server: "Harbor.X:5000", Username: "u", Password: "p"}}, wantKeys: map[string]int{"harbor.x:5000": 0, "Harbor.X:5000": 0}},
+		"docker.io":        {creds: []Credential{{Server: "docker.io", Username: "hub", Password: "p"}}, wantKeys: map[string]int{DockerHubKey: 0, "registry-1.docker.io": 0}},
+		"registry-1":       {creds: []Credential{{Server: "registry-1.docker.io", Username: "hub", Password: "p"}}, wantKeys: map[string]int{DockerHubKey: 0, "registry-1.docker.io": 0}},
+		"hub in caps":      {creds: []Credential{{Server: "Docker.io", Username: "hub", Password: "p"}}, wantKeys: map[string]int{DockerHubKey: 0, "registry-1.docker.io": 0, "Docker.io": 0}},
+		"email and tokens": {creds: []Credential{{Server: "h.x", Username: "u", Password: "p", Email: "ci@example.com", IdentityToken: "it", RegistryToken: "rt"}}, wantKeys: map[string]int{"h.x": 0}},
+		"two registries": {
+			creds:    []Credential{{Server: "index.docker.io", Username: "hub", Password: "p"}, {Server: "[::1]:5000", Username: "u", Password: `q"\ü`}},
+			wantKeys: map[string]int{DockerHubKey: 0, "registry-1.docker.io": 0, "[::1]:5000": 1},
 		},
-		"docker hub names": {
-			creds:   []Credential{{Server: "docker.io", Username: "hub", Password: "p"}},
-			wantKey: map[string]string{DockerHubKey: "hub"},
-		},
-		"index.docker.io": {
-			creds:   []Credential{{Server: "index.docker.io", Username: "hub", Password: "p"}, {Server: "r.local:5000", Username: "u", Password: "p"}},
-			wantKey: map[string]string{DockerHubKey: "hub", "r.local:5000": "u"},
-		},
-		"none":             {creds: nil, wantKey: map[string]string{}},
-		"empty server":     {creds: []Credential{{Username: "u", Password: "p"}}, wantErr: "server is empty"},
-		"empty username":   {creds: []Credential{{Server: "h.x", Password: "p"}}, wantErr: "username is empty"},
-		"colon in user":    {creds: []Credential{{Server: "h.x", Username: "a:b", Password: "p"}}, wantErr: "must not contain ':'"},
-		"duplicate server": {creds: []Credential{{Server: "docker.io", Username: "a", Password: "p"}, {Server: "registry-1.docker.io", Username: "b", Password: "p"}}, wantErr: "same registry"},
+		"none":              {creds: nil, wantKeys: map[string]int{}},
+		"empty server":      {creds: []Credential{{Username: "u", Password: "p"}}, wantErr: "server is empty"},
+		"empty username":    {creds: []Credential{{Server: "h.x", Password: "p"}}, wantErr: "username is empty"},
+		"colon in user":     {creds: []Credential{{Server: "h.x", Username: "a:b", Password: "p"}}, wantErr: "must not contain ':'"},
+		"invalid UTF-8":     {creds: []Credential{{Server: "h.x", Username: "a", Password: "p\xff"}}, wantErr: "valid UTF-8"},
+		"duplicate hub":     {creds: []Credential{{Server: "docker.io", Username: "a", Password: "p"}, {Server: "registry-1.docker.io", Username: "b", Password: "p"}}, wantErr: "same registry"},
+		"duplicate in caps": {creds: []Credential{{Server: "h.x", Username: "a", Password: "p"}, {Server: "H.x", Username: "b", Password: "p"}}, wantErr: "same registry"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -51,21 +56,24 @@ func TestDockerConfigJSON(t *testing.T) {
 				t.Fatal(err)
 			}
 			var cfg struct {
-				Auths map[string]struct{ Username, Password, Auth string } `json:"auths"`
+				Auths map[string]map[string]string `json:"auths"`
 			}
 			if err := json.Unmarshal(out, &cfg); err != nil {
 				t.Fatalf("output %s: %v", out, err)
 			}
-			if len(cfg.Auths) != len(tc.wantKey) {
-				t.Fatalf("auths %s, want keys %v", out, tc.wantKey)
+			if len(cfg.Auths) != len(tc.wantKeys) {
+				t.Fatalf("auths %s, want keys %v", out, tc.wantKeys)
 			}
-			for _, c := range tc.creds {
-				e := cfg.Auths[authKey(c.Server)]
-				if e.Username != tc.wantKey[authKey(c.Server)] || e.Password != c.Password {
-					t.Errorf("entry %+v for %s", e, c.Server)
+			for key, i := range tc.wantKeys {
+				c := tc.creds[i]
+				want := map[string]string{"username": c.Username, "password": c.Password, "auth": auth(c.Username + ":" + c.Password)}
+				for field, v := range map[string]string{"email": c.Email, "identitytoken": c.IdentityToken, "registrytoken": c.RegistryToken} {
+					if v != "" {
+						want[field] = v
+					}
 				}
-				if want := base64.StdEncoding.EncodeToString([]byte(c.Username + ":" + c.Password)); e.Auth != want {
-					t.Errorf("auth = %q, want %q", e.Auth, want)
+				if !maps.Equal(cfg.Auths[key], want) {
+					t.Errorf("auths[%q] = %v, want %v", key, cfg.Auths[key], want)
 				}
 			}
 			again, _ := DockerConfigJSON(tc.creds)
@@ -76,19 +84,46 @@ func TestDockerConfigJSON(t *testing.T) {
 	}
 }
 
+func TestAuthKeys(t *testing.T) {
+	tests := map[string][]string{
+		"harbor.x":             {"harbor.x"},
+		"Harbor.X":             {"harbor.x", "Harbor.X"},
+		"localhost:5000":       {"localhost:5000"},
+		"[::1]:5000":           {"[::1]:5000"},
+		"[::A]:5000":           {"[::a]:5000", "[::A]:5000"},
+		"docker.io":            {DockerHubKey, "registry-1.docker.io"},
+		"index.docker.io":      {DockerHubKey, "registry-1.docker.io"},
+		"registry-1.docker.io": {DockerHubKey, "registry-1.docker.io"},
+		"Index.Docker.io":      {DockerHubKey, "registry-1.docker.io", "Index.Docker.io"},
+	}
+	for server, want := range tests {
+		if got := authKeys(server); !slices.Equal(got, want) {
+			t.Errorf("authKeys(%q) = %q, want %q", server, got, want)
+		}
+	}
+}
+
+// TestDockerConfigJSONRoundTrip: the run's Secret reads back, under every
+// server spelling, as the credential it was made from (email and tokens too).
 func TestDockerConfigJSONRoundTrip(t *testing.T) {
-	creds := []Credential{{Server: "harbor.x", Username: "robot$x", Password: "p@ss:word"}, {Server: "docker.io", Username: "hub", Password: "h"}}
+	creds := []Credential{
+		{Server: "Harbor.X", Username: "robot$proj+ci", Password: "p@ss:word \"q\" \\ ü", Email: "ci@example.com"},
+		{Server: "docker.io", Username: "hub", Password: "h", IdentityToken: "it"},
+	}
 	out, err := DockerConfigJSON(creds)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range creds {
-		got, err := FromSecret(want.Server, dockerSecret(string(out)))
-		if err != nil {
-			t.Fatalf("FromSecret(%s): %v", want.Server, err)
-		}
-		if got != want {
-			t.Errorf("round trip %v, want %v", got, want)
+		for _, server := range append(config.CredentialHosts(want.Server), want.Server) {
+			got, err := FromSecret(server, dockerSecret(string(out)))
+			if err != nil {
+				t.Fatalf("FromSecret(%s): %v", server, err)
+			}
+			want.Server = server
+			if got != want {
+				t.Errorf("round trip %#v, want %#v", got, want)
+			}
 		}
 	}
 }
@@ -118,6 +153,10 @@ func dockerSecret(config string) *corev1.Secret {
 
 func auth(userPass string) string { return base64.StdEncoding.EncodeToString([]byte(userPass)) }
 
+func cred(server, user, pass string) Credential {
+	return Credential{Server: server, Username: user, Password: pass}
+}
+
 // fromSecretCases also seeds FuzzFromSecret (the dockerconfigjson ones).
 var fromSecretCases = map[string]struct {
 	server  string
@@ -125,30 +164,57 @@ var fromSecretCases = map[string]struct {
 	want    Credential
 	wantErr string
 }{
-	"basic auth":             {server: "h.x", secret: basicSecret("robot", sentinel), want: Credential{"h.x", "robot", sentinel}},
+	"basic auth":             {server: "h.x", secret: basicSecret("robot", sentinel), want: cred("h.x", "robot", sentinel)},
 	"basic auth no username": {server: "h.x", secret: basicSecret("-", sentinel), wantErr: `data["username"] is missing`},
 	"basic auth empty user":  {server: "h.x", secret: basicSecret("", sentinel), wantErr: `data["username"]`},
 	"basic auth no password": {server: "h.x", secret: basicSecret("robot", "-"), wantErr: `data["password"] is missing`},
-	"exact key":              {server: "h.x", secret: dockerSecret(`{"auths":{"h.x":{"username":"u","password":"` + sentinel + `"}}}`), want: Credential{"h.x", "u", sentinel}},
-	"https and path key":     {server: "h.x", secret: dockerSecret(`{"auths":{"https://h.x/v2/":{"username":"u","password":"` + sentinel + `"}}}`), want: Credential{"h.x", "u", sentinel}},
-	"exact key preferred":    {server: "h.x", secret: dockerSecret(`{"auths":{"https://h.x":{"username":"other","password":"x"},"h.x":{"username":"u","password":"p"}}}`), want: Credential{"h.x", "u", "p"}},
-	"docker hub legacy key":  {server: "docker.io", secret: dockerSecret(`{"auths":{"https://index.docker.io/v1/":{"auth":"` + auth("hub:"+sentinel) + `"}}}`), want: Credential{"docker.io", "hub", sentinel}},
-	"auth only":              {server: "h.x:5000", secret: dockerSecret(`{"auths":{"h.x:5000":{"auth":"` + auth("u:p:with:colons") + `"}}}`), want: Credential{"h.x:5000", "u", "p:with:colons"}},
-	"explicit fields win":    {server: "h.x", secret: dockerSecret(`{"auths":{"h.x":{"username":"u","password":"p","auth":"` + auth("a:b") + `"}}}`), want: Credential{"h.x", "u", "p"}},
-	"no entry":               {server: "other.x", secret: dockerSecret(`{"auths":{"h.x":{"username":"u","password":"` + sentinel + `"}}}`), wantErr: `no auths entry for registry "other.x"`},
-	"no auths":               {server: "h.x", secret: dockerSecret(`{}`), wantErr: "no auths entry"},
-	"missing key":            {server: "h.x", secret: &corev1.Secret{Type: corev1.SecretTypeDockerConfigJson}, wantErr: `data[".dockerconfigjson"] is missing`},
-	"not json":               {server: "h.x", secret: dockerSecret(`{"auths":{"h.x":{"password":"` + sentinel), wantErr: "not valid docker config JSON"},
-	"syntax at the secret":   {server: "h.x", secret: dockerSecret(`{"auths":{"h.x":{"password":` + sentinel + `}}}`), wantErr: "not valid docker config JSON"},
-	"wrong json type":        {server: "h.x", secret: dockerSecret(`{"auths":{"h.x":{"username":"u","password":["` + sentinel + `"]}}}`), wantErr: "not valid docker config JSON"},
-	"bad base64":             {server: "h.x", secret: dockerSecret(`{"auths":{"h.x":{"auth":"` + sentinel + `"}}}`), wantErr: "auth is not valid base64"},
-	"auth without colon":     {server: "h.x", secret: dockerSecret(`{"auths":{"h.x":{"auth":"` + auth(sentinel) + `"}}}`), wantErr: `not base64 of "username:password"`},
-	"username only":          {server: "h.x", secret: dockerSecret(`{"auths":{"h.x":{"username":"u"}}}`), wantErr: "has no password"},
-	"password only":          {server: "h.x", secret: dockerSecret(`{"auths":{"h.x":{"password":"` + sentinel + `"}}}`), wantErr: "has no username"},
-	"empty user in auth":     {server: "h.x", secret: dockerSecret(`{"auths":{"h.x":{"auth":"` + auth(":"+sentinel) + `"}}}`), wantErr: "has no username"},
-	"opaque":                 {server: "h.x", secret: &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "creds"}, Type: corev1.SecretTypeOpaque, Data: map[string][]byte{"password": []byte(sentinel)}}, wantErr: `secret "creds" has type "Opaque"`},
-	"nil secret":             {server: "h.x", secret: nil, wantErr: "no Secret"},
-	"no server":              {server: "", secret: basicSecret("u", sentinel), wantErr: "no registry server"},
+	"basic auth colon user":  {server: "h.x", secret: basicSecret("a:b", sentinel), wantErr: `data["username"] contains ':'`},
+	"basic auth not UTF-8":   {server: "h.x", secret: basicSecret("robot", sentinel+"\xff"), wantErr: `data["password"] is not valid UTF-8`},
+	"exact key":              {server: "h.x", secret: dockerSecret(`{"auths":{"h.x":{"username":"u","password":"` + sentinel + `"}}}`), want: cred("h.x", "u", sentinel)},
+	"https and path key":     {server: "h.x", secret: dockerSecret(`{"auths":{"https://h.x/v2/":{"username":"u","password":"` + sentinel + `"}}}`), want: cred("h.x", "u", sentinel)},
+	"key in other case":      {server: "harbor.x", secret: dockerSecret(`{"auths":{"Harbor.X":{"username":"u","password":"` + sentinel + `"}}}`), want: cred("harbor.x", "u", sentinel)},
+	"same credential twice":  {server: "h.x", secret: dockerSecret(`{"auths":{"https://h.x":{"auth":"` + auth("u:p") + `"},"h.x":{"username":"u","password":"p"}}}`), want: cred("h.x", "u", "p")},
+	"two spellings differ": {
+		server:  "h.x",
+		secret:  dockerSecret(`{"auths":{"https://h.x":{"username":"other","password":"x"},"h.x":{"username":"u","password":"` + sentinel + `"}}}`),
+		wantErr: `auths["h.x"] and ["https://h.x"] both name registry "h.x" with different credentials`,
+	},
+	"emails differ":         {server: "h.x", secret: dockerSecret(`{"auths":{"H.X":{"username":"u","password":"p","email":"a@x"},"h.x":{"username":"u","password":"p"}}}`), wantErr: "different credentials"},
+	"docker hub legacy key": {server: "docker.io", secret: dockerSecret(`{"auths":{"https://index.docker.io/v1/":{"auth":"` + auth("hub:"+sentinel) + `"}}}`), want: cred("docker.io", "hub", sentinel)},
+	"docker hub registry-1": {server: "index.docker.io", secret: dockerSecret(`{"auths":{"registry-1.docker.io":{"auth":"` + auth("hub:"+sentinel) + `"}}}`), want: cred("index.docker.io", "hub", sentinel)},
+	"auth only":             {server: "h.x:5000", secret: dockerSecret(`{"auths":{"h.x:5000":{"auth":"` + auth("u:p:with:colons") + `"}}}`), want: cred("h.x:5000", "u", "p:with:colons")},
+	"unpadded auth":         {server: "h.x", secret: dockerSecret(`{"auths":{"h.x":{"auth":"` + strings.TrimRight(auth("u:pw"), "=") + `"}}}`), want: cred("h.x", "u", "pw")},
+	"auth agrees":           {server: "h.x", secret: dockerSecret(`{"auths":{"h.x":{"username":"u","password":"p","auth":"` + auth("u:p") + `"}}}`), want: cred("h.x", "u", "p")},
+	"auth with user only":   {server: "h.x", secret: dockerSecret(`{"auths":{"h.x":{"username":"u","auth":"` + auth("u:p") + `"}}}`), want: cred("h.x", "u", "p")},
+	"auth disagrees":        {server: "h.x", secret: dockerSecret(`{"auths":{"h.x":{"username":"u","password":"` + sentinel + `","auth":"` + auth("a:b") + `"}}}`), wantErr: `auths["h.x"]: auth and username/password disagree (kubelet uses auth)`},
+	"email kept": {
+		server: "h.x",
+		secret: dockerSecret(`{"auths":{"h.x":{"auth":"` + auth("u:"+sentinel) + `","email":"ci@example.com"}}}`),
+		want:   Credential{Server: "h.x", Username: "u", Password: sentinel, Email: "ci@example.com"},
+	},
+	"tokens kept": {
+		server: "h.x",
+		secret: dockerSecret(`{"auths":{"h.x":{"username":"u","password":"p","identitytoken":"` + sentinel + `","registrytoken":"rt"}}}`),
+		want:   Credential{Server: "h.x", Username: "u", Password: "p", IdentityToken: sentinel, RegistryToken: "rt"},
+	},
+	"identity token only":  {server: "h.x", secret: dockerSecret(`{"auths":{"h.x":{"auth":"` + auth("00000000-0000-0000-0000-000000000000:") + `","identitytoken":"` + sentinel + `"}}}`), wantErr: "has no password (neither password nor auth); kubelet takes only username and password from a pull Secret, not identitytoken"},
+	"colon in username":    {server: "h.x", secret: dockerSecret(`{"auths":{"h.x":{"username":"a:b","password":"` + sentinel + `"}}}`), wantErr: `auths["h.x"].username contains ':'`},
+	"auth not UTF-8":       {server: "h.x", secret: dockerSecret(`{"auths":{"h.x":{"auth":"` + auth("u:\xff") + `"}}}`), wantErr: "not valid UTF-8"},
+	"explicit fields only": {server: "h.x", secret: dockerSecret(`{"auths":{"h.x":{"username":"u","password":"p","auth":""}}}`), want: cred("h.x", "u", "p")},
+	"no entry":             {server: "other.x", secret: dockerSecret(`{"auths":{"h.x":{"username":"u","password":"` + sentinel + `"}}}`), wantErr: `no auths entry for registry "other.x"`},
+	"no auths":             {server: "h.x", secret: dockerSecret(`{}`), wantErr: "no auths entry"},
+	"missing key":          {server: "h.x", secret: &corev1.Secret{Type: corev1.SecretTypeDockerConfigJson}, wantErr: `data[".dockerconfigjson"] is missing`},
+	"not json":             {server: "h.x", secret: dockerSecret(`{"auths":{"h.x":{"password":"` + sentinel), wantErr: "not valid docker config JSON"},
+	"syntax at the secret": {server: "h.x", secret: dockerSecret(`{"auths":{"h.x":{"password":` + sentinel + `}}}`), wantErr: "not valid docker config JSON"},
+	"wrong json type":      {server: "h.x", secret: dockerSecret(`{"auths":{"h.x":{"username":"u","password":["` + sentinel + `"]}}}`), wantErr: "not valid docker config JSON"},
+	"bad base64":           {server: "h.x", secret: dockerSecret(`{"auths":{"h.x":{"auth":"` + sentinel + `!"}}}`), wantErr: "auth is not valid base64"},
+	"auth without colon":   {server: "h.x", secret: dockerSecret(`{"auths":{"h.x":{"auth":"` + auth(sentinel) + `"}}}`), wantErr: `not base64 of "username:password"`},
+	"username only":        {server: "h.x", secret: dockerSecret(`{"auths":{"h.x":{"username":"u"}}}`), wantErr: "has no password"},
+	"password only":        {server: "h.x", secret: dockerSecret(`{"auths":{"h.x":{"password":"` + sentinel + `"}}}`), wantErr: "has no username"},
+	"empty user in auth":   {server: "h.x", secret: dockerSecret(`{"auths":{"h.x":{"auth":"` + auth(":"+sentinel) + `"}}}`), wantErr: "has no username"},
+	"opaque":               {server: "h.x", secret: &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "creds"}, Type: corev1.SecretTypeOpaque, Data: map[string][]byte{"password": []byte(sentinel)}}, wantErr: `secret "creds" has type "Opaque"`},
+	"nil secret":           {server: "h.x", secret: nil, wantErr: "no Secret"},
+	"no server":            {server: "", secret: basicSecret("u", sentinel), wantErr: "no registry server"},
 }
 
 func TestFromSecret(t *testing.T) {

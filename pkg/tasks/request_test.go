@@ -49,6 +49,16 @@ func TestDecodeRequestAccepts(t *testing.T) {
 			want: Request{Images: []string{"registry.local:5000/a@sha256:" + strings.Repeat("a", 64)}, BatchSize: DefaultBatchSize,
 				Credential: pullsecret.Credential{Server: "registry.local:5000", Username: "u", Password: "p"}},
 		},
+		"registry in capitals": {
+			body: `{"images":["harbor.example.com/a:1","Harbor.Example.com/b:1"],"registry":"Harbor.Example.com","username":"u","password":"p"}`,
+			want: Request{Images: []string{"harbor.example.com/a:1", "Harbor.Example.com/b:1"}, BatchSize: DefaultBatchSize,
+				Credential: pullsecret.Credential{Server: "Harbor.Example.com", Username: "u", Password: "p"}},
+		},
+		"Docker Hub's registry-1 name": {
+			body: `{"images":["registry-1.docker.io/private/app:1","private/b"],"registry":"docker.io","username":"u","password":"p"}`,
+			want: Request{Images: []string{"registry-1.docker.io/private/app:1", "private/b"}, BatchSize: DefaultBatchSize,
+				Credential: pullsecret.Credential{Server: "docker.io", Username: "u", Password: "p"}},
+		},
 		"whitespace around": {
 			body: " \n{\"images\" : [ \"nginx\" ] , \"batchSize\" : 10000 }\n\t",
 			want: Request{Images: []string{"nginx"}, BatchSize: MaxBatchSize},
@@ -65,6 +75,38 @@ func TestDecodeRequestAccepts(t *testing.T) {
 				t.Fatalf("got %+v, want %+v", got, tc.want)
 			}
 			assertSpecRoundTrips(t, got)
+		})
+	}
+}
+
+// TestDecodeRequestRefusesSpellingsKubeletMisses: an image spelling that kubelet would
+// pull without the request's credentials is refused, naming the field.
+func TestDecodeRequestRefusesSpellingsKubeletMisses(t *testing.T) {
+	tests := map[string]struct {
+		body      string
+		wantField string
+		wantMsg   string
+	}{
+		"image in capitals": {
+			body:      `{"images":["harbor.x/a:1","Harbor.X/b:1"],"registry":"harbor.x","username":"u","password":"p"}`,
+			wantField: "images[1]", wantMsg: `registry "Harbor.X" would get no credentials`,
+		},
+		"Docker Hub in capitals": {
+			body:      `{"images":["Docker.io/nginx"],"registry":"docker.io","username":"u","password":"p"}`,
+			wantField: "images[0]", wantMsg: `spell it "docker.io" or "registry-1.docker.io"`,
+		},
+		"IPv6 without a port": {
+			body:      `{"images":["[::1]/a:1"],"registry":"[::1]","username":"u","password":"p"}`,
+			wantField: "registry", wantMsg: "IPv6 address without a port",
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			_, err := DecodeRequest(strings.NewReader(tc.body))
+			var e *Error
+			if !errors.As(err, &e) || e.Field != tc.wantField || !strings.Contains(e.Message, tc.wantMsg) {
+				t.Fatalf("DecodeRequest: %v, want %s: ...%s", err, tc.wantField, tc.wantMsg)
+			}
 		})
 	}
 }
