@@ -34,17 +34,22 @@ cluster-binaries: ## Build (or find cached) etcd, kube-*, kubelet, kubectl, kwok
 lint: ## gofmt and go vet
 	@unformatted=$$(gofmt -l cmd pkg test certs); if [ -n "$$unformatted" ]; then echo "not gofmt-formatted:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
+	cd test/keyring && $(GO) vet ./...
 
 .PHONY: unit
 unit: ## Unit tests (no cluster, race detector on): cmd, pkg, certs
 	$(GO) test -race -count=1 ./cmd/... ./pkg/... ./certs/...
+
+.PHONY: keyring
+keyring: ## kubelet's own credential lookup (k8s.io/kubernetes v1.37.2) on the pull Secrets we build (module test/keyring)
+	cd test/keyring && $(GO) test -count=1 ./...
 
 .PHONY: integration
 integration: cluster-binaries ## Tests against the real local control plane (test/cluster, test/e2e)
 	$(GO) test -count=1 -p 1 -timeout 40m ./test/...
 
 .PHONY: test
-test: lint build unit integration ## Everything CI runs: lint, build, unit and integration tests
+test: lint build unit keyring integration ## Everything CI runs: lint, build, unit, keyring and integration tests
 
 .PHONY: bench
 bench: cluster-binaries ## Every benchmark and fuzz target (FUZZTIME each, default 3m) → test/perf/RESULTS.md; BENCH=regexp reruns some
