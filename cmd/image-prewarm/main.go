@@ -3,6 +3,7 @@
 //
 //	image-prewarm [flags]     run (see --help)
 //	image-prewarm status      show each prewarm run (--watch, -o json)
+//	image-prewarm selftest    check an installed release (the chart's `helm test` pod)
 //	image-prewarm version     print the version
 package main
 
@@ -14,6 +15,8 @@ import (
 	"os/signal"
 	"runtime"
 	"syscall"
+
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/image-prewarm/image-prewarm/pkg/app"
 	"github.com/image-prewarm/image-prewarm/pkg/logging"
@@ -31,6 +34,9 @@ func run(args []string) int {
 	}
 	if len(args) > 0 && args[0] == "status" {
 		return runStatus(args[1:], os.Stdout, os.Stderr)
+	}
+	if len(args) > 0 && args[0] == "selftest" {
+		return runSelfTest(args[1:])
 	}
 	if len(args) > 0 && args[0] == "run" {
 		args = args[1:]
@@ -57,6 +63,33 @@ func run(args []string) int {
 	defer stop()
 	if err := app.Run(ctx, cfg, restCfg, logger); err != nil {
 		logger.Error(err, "stopped with an error")
+		return 1
+	}
+	return 0
+}
+
+// runSelfTest checks an installed release from inside the cluster: exit 0 when every
+// check passed, 1 when one failed, 2 for bad flags.
+func runSelfTest(args []string) int {
+	cfg, err := app.ParseSelfTest(args, os.Stderr)
+	if errors.Is(err, app.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "image-prewarm selftest:", err)
+		return 2
+	}
+	restCfg, err := app.RESTConfig(cfg.Kubeconfig)
+	if err == nil {
+		var client kubernetes.Interface
+		if client, err = kubernetes.NewForConfig(restCfg); err == nil {
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			err = app.SelfTest(ctx, cfg, client, os.Stdout)
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "image-prewarm selftest:", err)
 		return 1
 	}
 	return 0

@@ -44,9 +44,13 @@ type Config struct {
 	// TaskRetention is how long finished tasks are kept before they are cleaned up.
 	TaskRetention time.Duration
 	// MetricsAddr serves /metrics, /healthz and /readyz; empty turns it off.
-	MetricsAddr  string
-	LogFormat    string
-	LogVerbosity int
+	MetricsAddr string
+	// MetricsSecure serves MetricsAddr over HTTPS (the pair in CertDir when the webhook or
+	// TLS task API load it, else self-signed), /metrics behind TokenReview +
+	// SubjectAccessReview. False: plain HTTP, /metrics open (local use only).
+	MetricsSecure bool
+	LogFormat     string
+	LogVerbosity  int
 }
 
 // ErrHelp is returned when --help was asked for; usage has been printed.
@@ -75,6 +79,7 @@ func Parse(args []string, out io.Writer) (*Config, error) {
 	fs.BoolVar(&c.TaskAPIPlainHTTP, "task-api-plain-http", false, "serve the task API without TLS (local use only)")
 	fs.DurationVar(&c.TaskRetention, "task-retention", 24*time.Hour, "how long finished tasks are kept")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", ":8080", "address for /metrics, /healthz, /readyz; empty: off")
+	fs.BoolVar(&c.MetricsSecure, "metrics-secure", true, "serve --metrics-addr over HTTPS with /metrics behind TokenReview + SubjectAccessReview (get /metrics); false: plain HTTP, /metrics open to anyone (local use only)")
 	fs.StringVar(&c.LogFormat, "log-format", logging.FormatJSON, "log format: json or console")
 	fs.IntVar(&c.LogVerbosity, "v", 0, "log verbosity (0..10)")
 	if err := fs.Parse(args); err != nil {

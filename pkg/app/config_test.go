@@ -16,11 +16,15 @@ func TestParse(t *testing.T) {
 	}{
 		"defaults": {
 			args: nil,
-			want: func(c *Config) bool { return c.Controller && c.Workers == 4 && c.LeaseDuration == 15*time.Second },
+			want: func(c *Config) bool {
+				return c.Controller && c.Workers == 4 && c.LeaseDuration == 15*time.Second && c.MetricsSecure
+			},
 		},
 		"custom": {
-			args: []string{"--namespace=ops", "--workers=8", "--leader-elect=false", "--metrics-addr=127.0.0.1:0", "--log-format=console"},
-			want: func(c *Config) bool { return c.Namespace == "ops" && c.Workers == 8 && !c.LeaderElection },
+			args: []string{"--namespace=ops", "--workers=8", "--leader-elect=false", "--metrics-addr=127.0.0.1:0", "--metrics-secure=false", "--log-format=console"},
+			want: func(c *Config) bool {
+				return c.Namespace == "ops" && c.Workers == 8 && !c.LeaderElection && !c.MetricsSecure
+			},
 		},
 		"every problem at once": {
 			args:    []string{"--namespace=Bad_NS", "--workers=0", "--log-format=xml", "--metrics-addr=nope"},

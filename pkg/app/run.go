@@ -2,24 +2,24 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"time"
 
 	"github.com/go-logr/logr"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/image-prewarm/image-prewarm/pkg/controller"
 	"github.com/image-prewarm/image-prewarm/pkg/logging"
 	"github.com/image-prewarm/image-prewarm/pkg/metrics"
+	"github.com/image-prewarm/image-prewarm/pkg/webhook"
 )
 
 // RESTConfig loads the kubeconfig, or the in-cluster configuration when it is empty.
@@ -36,28 +36,36 @@ func RESTConfig(kubeconfig string) (*rest.Config, error) {
 // Run starts the parts cfg turns on and blocks until ctx ends.
 func Run(ctx context.Context, cfg *Config, restCfg *rest.Config, logger logr.Logger) error {
 	ctx = logging.IntoContext(ctx, logger)
+	// controller-runtime's webhook server, certificate watcher, probe handlers and metrics
+	// filter log through its own global logger; route it to ours, as logging.New does
+	// for klog.
+	ctrllog.SetLogger(logger)
 	client, err := kubernetes.NewForConfig(restCfg)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errs := make(chan error, 3)
+	p := newParts(cfg, logger)
 	if cfg.MetricsAddr != "" {
-		srv, err := serveMetrics(cfg.MetricsAddr, logger)
+		srv, err := serveObservability(cfg, client, p, logger)
 		if err != nil {
 			return err
 		}
-		defer srv.Close()
+		defer shutdown(srv, logger)
+	}
+	errs := make(chan error, 4)
+	if p.cert != nil {
+		go func() { errs <- p.cert.run(ctx) }()
 	}
 	if cfg.Controller {
-		go func() { errs <- runController(ctx, cfg, client) }()
+		go func() { errs <- runController(ctx, cfg, client, &p.leader) }()
 	}
 	if cfg.Webhook {
-		go func() { errs <- runWebhook(ctx, cfg, client) }()
+		go func() { errs <- runWebhook(ctx, p.webhook, p.cert, cfg.WebhookPort) }()
 	}
 	if cfg.TaskAPI {
-		go func() { errs <- runTaskAPI(ctx, cfg, client) }()
+		go func() { errs <- runTaskAPI(ctx, cfg, client, p.cert, &p.taskAPI) }()
 	}
 	select {
 	case <-ctx.Done():
@@ -67,10 +75,57 @@ func Run(ctx context.Context, cfg *Config, restCfg *rest.Config, logger logr.Log
 	}
 }
 
-func runController(ctx context.Context, cfg *Config, client kubernetes.Interface) error {
+// parts is what the servers and their readiness checks share.
+type parts struct {
+	cert    *servingCert // nil when nothing serves the pair
+	webhook ctrlwebhook.Server
+	taskAPI serving
+	leader  leaderState
+}
+
+func newParts(cfg *Config, logger logr.Logger) *parts {
+	p := &parts{}
+	if cfg.Webhook || (cfg.TaskAPI && !cfg.TaskAPIPlainHTTP) {
+		p.cert = newServingCert(cfg.CertDir, logger.WithName("certificate"))
+	}
+	if cfg.Webhook {
+		p.webhook = webhook.NewServer(webhook.Options{Port: cfg.WebhookPort, GetCertificate: p.cert.GetCertificate})
+	}
+	return p
+}
+
+// serveObservability serves /metrics (HTTPS behind TokenReview + SubjectAccessReview
+// unless --metrics-secure=false), /healthz and /readyz on --metrics-addr.
+func serveObservability(cfg *Config, client kubernetes.Interface, p *parts, logger logr.Logger) (*MetricsServer, error) {
+	o := MetricsOptions{Addr: cfg.MetricsAddr, Secure: cfg.MetricsSecure, Logger: logger.WithName("metrics")}
+	var startedChecker healthz.Checker
+	if p.webhook != nil {
+		startedChecker = p.webhook.StartedChecker()
+	}
+	o.Ready = readiness(cfg, p.cert, startedChecker, &p.taskAPI, &p.leader)
+	if cfg.MetricsSecure {
+		o.Auth = MetricsAuth(client, o.Logger.WithName("auth"))
+		if p.cert != nil {
+			o.GetCertificate = p.cert.GetCertificate
+		}
+	}
+	return ServeMetrics(o)
+}
+
+func shutdown(srv *MetricsServer, logger logr.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		logger.Error(err, "metrics server shutdown")
+	}
+}
+
+func runController(ctx context.Context, cfg *Config, client kubernetes.Interface, state *leaderState) error {
 	start := func(ctx context.Context) {
 		metrics.IsLeader.WithLabelValues().Set(1)
 		c := controller.New(client, controller.Options{Namespace: cfg.Namespace, NoopImage: cfg.NoopImage})
+		state.lead(c)
+		defer state.standby()
 		if err := c.Run(ctx, cfg.Workers); err != nil {
 			logging.FromContext(ctx).Error(err, "controller stopped")
 		}
@@ -106,25 +161,4 @@ func runController(ctx context.Context, cfg *Config, client kubernetes.Interface
 		})
 	}
 	return nil
-}
-
-// serveMetrics serves /metrics, /healthz and /readyz until closed.
-func serveMetrics(addr string, logger logr.Logger) (*http.Server, error) {
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{}))
-	ok := func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) }
-	mux.HandleFunc("/healthz", ok)
-	mux.HandleFunc("/readyz", ok)
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("--metrics-addr %s: %w", addr, err)
-	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			logger.Error(err, "metrics server stopped")
-		}
-	}()
-	logger.Info("serving metrics", "addr", l.Addr().String())
-	return srv, nil
 }

@@ -4,27 +4,25 @@ import (
 	"context"
 	"fmt"
 
-	"k8s.io/client-go/kubernetes"
-	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/image-prewarm/image-prewarm/pkg/logging"
 	"github.com/image-prewarm/image-prewarm/pkg/webhook"
 )
 
-// runWebhook serves the admission webhooks on every replica until ctx ends. The client
-// is unused on purpose: the webhooks make no API calls while handling a request.
-func runWebhook(ctx context.Context, cfg *Config, _ kubernetes.Interface) error {
-	base := logging.FromContext(ctx)
-	// controller-runtime's server, certificate watcher and admission handlers log through
-	// its own global logger (names "controller-runtime.webhook", "admission"), and the
-	// handlers receive it in their context; route it to ours, as logging.New does for klog.
-	ctrllog.SetLogger(base)
-	logger := base.WithName("webhook")
-	srv := webhook.NewServer(webhook.Options{Port: cfg.WebhookPort, CertDir: cfg.CertDir})
-	logger.Info("starting admission webhooks", "port", cfg.WebhookPort, "certDir", cfg.CertDir,
+// runWebhook serves the admission webhooks on every replica until ctx ends, once the
+// serving certificate has loaded: before that a handshake could only fail, so the port
+// stays closed and /readyz says why. The webhooks make no API calls while handling a
+// request, so they need no client.
+func runWebhook(ctx context.Context, srv ctrlwebhook.Server, cert *servingCert, port int) error {
+	logger := logging.FromContext(ctx).WithName("webhook")
+	if !cert.wait(ctx) {
+		return nil
+	}
+	logger.Info("starting admission webhooks", "port", port,
 		"paths", []string{webhook.MutatePodsPath, webhook.ValidateConfigMapsPath})
 	if err := srv.Start(ctx); err != nil {
-		return fmt.Errorf("webhook server on port %d: %w", cfg.WebhookPort, err)
+		return fmt.Errorf("webhook server on port %d: %w", port, err)
 	}
 	return nil
 }

@@ -3,7 +3,6 @@ package tasks
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"net"
 	"net/http"
 	"os"
@@ -12,53 +11,70 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 
 	"github.com/image-prewarm/image-prewarm/pkg/tasks/taskstest"
 )
 
-func TestCertReloader(t *testing.T) {
+// TestServeTLSRotation: the task API served through controller-runtime's certwatcher
+// (as pkg/app wires it) presents a rotated pair on the next handshake, keeps the last good
+// pair while the files are broken or gone, and takes a repaired pair again.
+func TestServeTLSRotation(t *testing.T) {
 	dir := t.TempDir()
-	if _, err := taskstest.WriteServingCert(dir, "first"); err != nil {
-		t.Fatal(err)
-	}
-	r, err := newCertReloader(dir, logr.Discard())
+	rotate(t, dir, "first")
+	w, err := certwatcher.New(filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	clock := time.Now()
-	r.now = func() time.Time { return clock }
-	cfg := r.tlsConfig()
+	w = w.WithWatchInterval(50 * time.Millisecond)
+	go func() { _ = w.Start(t.Context()) }()
+	addr := serveTLS(t, TLSConfig(w.GetCertificate))
 	steps := []struct {
 		name   string
 		change func()
 		want   string
+		// fresh: a new pair, which must show within seconds; otherwise the served
+		// pair must survive several re-reads (50 ms apart).
+		fresh bool
 	}{
-		{"unchanged", func() {}, "first"},
-		{"rotated", func() { rotate(t, dir, "second") }, "second"},
-		{"broken key keeps the last good pair", func() { write(t, filepath.Join(dir, "tls.key"), "not a key") }, "second"},
-		{"repaired", func() { rotate(t, dir, "third") }, "third"},
-		{"files gone keep the last good pair", func() { _ = os.Remove(filepath.Join(dir, "tls.crt")) }, "third"},
+		{"unchanged", func() {}, "first", false},
+		{"rotated", func() { rotate(t, dir, "second") }, "second", true},
+		{"broken key keeps the last good pair", func() { write(t, filepath.Join(dir, "tls.key"), "not a key") }, "second", false},
+		{"repaired", func() { rotate(t, dir, "third") }, "third", true},
+		{"files gone keep the last good pair", func() { _ = os.Remove(filepath.Join(dir, "tls.crt")) }, "third", false},
 	}
 	for _, s := range steps {
 		s.change()
-		clock = clock.Add(2 * checkEvery)
-		if got := servedName(t, cfg); got != s.want {
-			t.Fatalf("%s: serving %q, want %q", s.name, got, s.want)
+		deadline := time.Now().Add(5 * time.Second)
+		if !s.fresh {
+			time.Sleep(300 * time.Millisecond)
+			deadline = time.Now()
+		}
+		for got := servedName(t, addr); got != s.want; got = servedName(t, addr) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: serving %q, want %q", s.name, got, s.want)
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
 	}
 }
 
-func TestTLSConfigNeedsAPair(t *testing.T) {
-	if _, err := TLSConfig(t.TempDir(), logr.Discard()); err == nil {
-		t.Fatal("TLSConfig without tls.crt/tls.key: no error")
+// serveTLS serves an empty handler with cfg on a loopback port until the test ends.
+func serveTLS(t *testing.T, cfg *tls.Config) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Serve(ctx, l, http.NotFoundHandler(), cfg, logr.Discard()) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return l.Addr().String()
 }
 
 func rotate(t *testing.T, dir, name string) {
 	t.Helper()
-	// Files written within the same clock tick keep their mtime on some file systems;
-	// the size or the time must differ for the reloader to notice, as in a real swap.
-	time.Sleep(10 * time.Millisecond)
 	if _, err := taskstest.WriteServingCert(dir, name); err != nil {
 		t.Fatal(err)
 	}
@@ -71,17 +87,15 @@ func write(t *testing.T, path, data string) {
 	}
 }
 
-func servedName(t *testing.T, cfg *tls.Config) string {
+// servedName is the common name of the certificate a new TLS connection to addr gets.
+func servedName(t *testing.T, addr string) string {
 	t.Helper()
-	c, err := cfg.GetCertificate(&tls.ClientHelloInfo{})
+	conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // only the presented name is read
 	if err != nil {
 		t.Fatal(err)
 	}
-	leaf, err := x509.ParseCertificate(c.Certificate[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return leaf.Subject.CommonName
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0].Subject.CommonName
 }
 
 func TestServeTLSAndShutdown(t *testing.T) {
@@ -90,10 +104,11 @@ func TestServeTLSAndShutdown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := TLSConfig(dir, logr.Discard())
+	w, err := certwatcher.New(filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg := TLSConfig(w.GetCertificate)
 	a := newTestAPI(t)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

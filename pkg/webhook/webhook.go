@@ -47,18 +47,25 @@ type Options struct {
 	// CertDir holds tls.crt and tls.key. The server reloads them when they change
 	// (a renewed Secret, cert-manager's rotation) without a restart.
 	CertDir string
+	// GetCertificate, when set, supplies the serving certificate instead of CertDir: a
+	// process whose other servers use the same pair keeps one watcher for all of them.
+	GetCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)
 }
 
 // NewServer returns controller-runtime's webhook server with both webhooks registered.
 // Start it with Start(ctx); it stops when ctx ends.
 func NewServer(o Options) webhook.Server {
+	tlsOpts := []func(*tls.Config){http1Only, tls12Min}
+	if o.GetCertificate != nil {
+		tlsOpts = append(tlsOpts, func(c *tls.Config) { c.GetCertificate = o.GetCertificate })
+	}
 	srv := webhook.NewServer(webhook.Options{
 		Host:     o.Host,
 		Port:     o.Port,
 		CertDir:  o.CertDir,
 		CertName: CertName,
 		KeyName:  KeyName,
-		TLSOpts:  []func(*tls.Config){http1Only, tls12Min},
+		TLSOpts:  tlsOpts,
 	})
 	srv.Register(MutatePodsPath, &webhook.Admission{Handler: instrument(MutatePodsName, &PodMutator{})})
 	srv.Register(ValidateConfigMapsPath, &webhook.Admission{Handler: instrument(ValidateConfigMapsName, &ConfigValidator{})})

@@ -56,25 +56,35 @@ func mustTool(t *testing.T, stdin []byte, name string, args ...string) (stdout, 
 	return stdout, stderr
 }
 
-// serverVersion is the API server's version, for helm's Capabilities.KubeVersion.
-func serverVersion(t *testing.T) string {
-	t.Helper()
-	v, err := kube.Client.Discovery().ServerVersion()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v.GitVersion
+// helmTemplateArgs are the arguments of `helm template release chart -n ns args…`. No
+// --kube-version: helm is built as its release is (build.sh), so its default Kubernetes
+// version is a current one (TestChartRendersWithoutKubeVersion).
+func helmTemplateArgs(release, ns string, args ...string) []string {
+	return append([]string{"template", release, chartDir, "--namespace", ns}, args...)
 }
 
-// helmTemplateArgs are the arguments of `helm template release chart -n ns args…`.
-func helmTemplateArgs(t *testing.T, release, ns string, args ...string) []string {
-	return append([]string{"template", release, chartDir, "--namespace", ns, "--kube-version", serverVersion(t)}, args...)
-}
-
-// renderChart renders the chart (`helm template`) and decodes every object.
+// renderChart renders the chart (`helm template`) without its test hooks (templates/tests,
+// which renderChartTests renders) and decodes every object.
 func renderChart(t *testing.T, release, ns string, args ...string) []*unstructured.Unstructured {
 	t.Helper()
-	out, _ := mustTool(t, nil, "helm", helmTemplateArgs(t, release, ns, args...)...)
+	return render(t, helmTemplateArgs(release, ns, append([]string{"--skip-tests"}, args...)...))
+}
+
+// renderChartTests renders only the chart's `helm test` hooks.
+func renderChartTests(t *testing.T, release, ns string, args ...string) []*unstructured.Unstructured {
+	t.Helper()
+	var tests []*unstructured.Unstructured
+	for _, o := range render(t, helmTemplateArgs(release, ns, args...)) {
+		if o.GetAnnotations()["helm.sh/hook"] == "test" {
+			tests = append(tests, o)
+		}
+	}
+	return tests
+}
+
+func render(t *testing.T, args []string) []*unstructured.Unstructured {
+	t.Helper()
+	out, _ := mustTool(t, nil, "helm", args...)
 	objs, err := decodeManifests([]byte(out))
 	if err != nil {
 		t.Fatalf("decode rendered chart: %v\n%s", err, out)

@@ -20,6 +20,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -28,6 +29,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
 
+	"github.com/image-prewarm/image-prewarm/pkg/app"
 	"github.com/image-prewarm/image-prewarm/pkg/config"
 	"github.com/image-prewarm/image-prewarm/pkg/webhook"
 )
@@ -66,7 +68,7 @@ func TestChartLint(t *testing.T) {
 	files["chart defaults"] = ""
 	for name, file := range files {
 		t.Run(name, func(t *testing.T) {
-			args := []string{"lint", "--strict", "--kube-version", serverVersion(t), chartDir}
+			args := []string{"lint", "--strict", chartDir}
 			if file != "" {
 				args = append(args, "--values", file)
 			}
@@ -135,8 +137,14 @@ func checkCommon(t *testing.T, objs []*unstructured.Unstructured) {
 	if !restricted {
 		t.Errorf("Deployment security context is not restricted: pod %+v container %+v", psc, sc)
 	}
-	if c.LivenessProbe.HTTPGet.Path != "/healthz" || c.ReadinessProbe.HTTPGet.Path != "/readyz" {
+	live, ready := c.LivenessProbe.HTTPGet, c.ReadinessProbe.HTTPGet
+	if live.Path != app.LivePath || ready.Path != app.ReadyPath || live.Port.String() != "metrics" || ready.Port.String() != "metrics" {
 		t.Errorf("probes: %+v %+v", c.LivenessProbe, c.ReadinessProbe)
+	}
+	// HTTPS on the metrics port exactly when the binary serves it so (--metrics-secure).
+	secure := !slices.Contains(c.Args, "--metrics-secure=false")
+	if want := map[bool]corev1.URIScheme{true: corev1.URISchemeHTTPS, false: corev1.URISchemeHTTP}[secure]; live.Scheme != want || ready.Scheme != want {
+		t.Errorf("probe schemes %s and %s, want %s (args %v)", live.Scheme, ready.Scheme, want, c.Args)
 	}
 	env := map[string]string{}
 	for _, e := range c.Env {
@@ -295,8 +303,8 @@ func checkPrewarmSpecsScenario(t *testing.T, _ string, objs []*unstructured.Unst
 	}
 }
 
-func checkMonitoringScenario(t *testing.T, _ string, objs []*unstructured.Unstructured) {
-	oneOfKind(t, objs, "ServiceMonitor")
+func checkMonitoringScenario(t *testing.T, ns string, objs []*unstructured.Unstructured) {
+	checkServiceMonitorScrapesWithToken(t, ns, objs)
 	var dashboards int
 	for _, o := range ofKinds(objs, "ConfigMap") {
 		if o.GetLabels()["grafana_dashboard"] != "1" {
@@ -327,6 +335,43 @@ func checkMonitoringScenario(t *testing.T, _ string, objs []*unstructured.Unstru
 	got, _ := json.Marshal(groups)
 	if len(groups) != len(file.Groups) || string(got) != string(want) {
 		t.Errorf("PrometheusRule groups %s, want the alerts file's %s", got, want)
+	}
+}
+
+// checkServiceMonitorScrapesWithToken: the ServiceMonitor scrapes the Service's https
+// port with Prometheus's token, verifying the certificate against the TLS Secret's CA for
+// the Service's name, and the metrics-reader ClusterRole grants what /metrics checks.
+func checkServiceMonitorScrapesWithToken(t *testing.T, ns string, objs []*unstructured.Unstructured) {
+	t.Helper()
+	endpoints, _, _ := unstructured.NestedSlice(oneOfKind(t, objs, "ServiceMonitor").Object, "spec", "endpoints")
+	if len(endpoints) != 1 {
+		t.Fatalf("ServiceMonitor endpoints: %v", endpoints)
+	}
+	ep := endpoints[0].(map[string]any)
+	svc := oneOfKind(t, objs, "Service")
+	ports, _, _ := unstructured.NestedSlice(svc.Object, "spec", "ports")
+	var portNames []string
+	for _, p := range ports {
+		portNames = append(portNames, p.(map[string]any)["name"].(string))
+	}
+	secret, _, _ := unstructured.NestedString(ep, "tlsConfig", "ca", "secret", "name")
+	serverName, _, _ := unstructured.NestedString(ep, "tlsConfig", "serverName")
+	if ep["scheme"] != "https" || !slices.Contains(portNames, ep["port"].(string)) || ep["bearerTokenFile"] != "/var/run/secrets/kubernetes.io/serviceaccount/token" ||
+		secret != deploymentOf(t, objs).Spec.Template.Spec.Volumes[0].Secret.SecretName || serverName != svc.GetName()+"."+ns+".svc" {
+		t.Errorf("ServiceMonitor endpoint %v; Service ports %v", ep, portNames)
+	}
+	var reader *rbacv1.ClusterRole
+	for _, o := range ofKinds(objs, "ClusterRole") {
+		if strings.HasSuffix(o.GetName(), "-metrics-reader") {
+			reader = &rbacv1.ClusterRole{}
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, reader); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	want := []rbacv1.PolicyRule{{NonResourceURLs: []string{app.MetricsPath}, Verbs: []string{"get"}}}
+	if reader == nil || !apiequality.Semantic.DeepEqual(reader.Rules, want) {
+		t.Errorf("metrics-reader ClusterRole %+v, want rules %+v", reader, want)
 	}
 }
 
@@ -362,7 +407,7 @@ func TestChartSchemaRejectsBadValues(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			_, stderr, err := tool(t, nil, "helm", helmTemplateArgs(t, "schema", "default", tc.args...)...)
+			_, stderr, err := tool(t, nil, "helm", helmTemplateArgs("schema", "default", tc.args...)...)
 			if err == nil || !strings.Contains(stderr, "schema") || !strings.Contains(stderr, tc.want) {
 				t.Fatalf("want a schema error naming %q; err %v, stderr:\n%s", tc.want, err, stderr)
 			}

@@ -3,25 +3,30 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/go-logr/logr"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 
+	"github.com/image-prewarm/image-prewarm/certs"
+	"github.com/image-prewarm/image-prewarm/pkg/app"
 	"github.com/image-prewarm/image-prewarm/pkg/config"
 	"github.com/image-prewarm/image-prewarm/pkg/jobs"
 	"github.com/image-prewarm/image-prewarm/pkg/metrics"
@@ -36,6 +41,11 @@ import (
 // then checks the contract between pkg/metrics, the chart's dashboard and alert rules:
 // every documented series is in Prometheus, every dashboard query returns data, every
 // alert expression evaluates, and promtool finds nothing wrong with /metrics.
+//
+// /metrics is served as a replica serves it (app.ServeMetrics: HTTPS, TokenReview +
+// SubjectAccessReview against the real API server), and Prometheus scrapes it as a
+// ServiceMonitor does: over HTTPS, verifying the certificate, with the token of a
+// ServiceAccount bound to the chart's metrics-reader ClusterRole.
 //
 // The webhook and the task API do not run in the controller: their series get samples
 // from their real handlers, served in-process over plain HTTP (the validating webhook
@@ -54,9 +64,9 @@ func TestMetricsDashboardAndAlertsDuringRollout(t *testing.T) {
 	bad := e.nodes("bad", 2)
 	e.credentials("harbor-robot", "robot", sentinel)
 
-	target := serveMetrics(t)
+	target := e.serveMetrics()
 	prom, err := observability.Start(t.Context(), observability.Options{
-		BinDir: bin, Dir: t.TempDir(), Target: target, Interval: time.Second,
+		BinDir: bin, Dir: t.TempDir(), Target: target.addr, Interval: time.Second, TLS: &target.scrape,
 		RuleFiles: []string{observability.ChartPath(observability.RulesFile)},
 	})
 	if err != nil {
@@ -88,19 +98,49 @@ func TestMetricsDashboardAndAlertsDuringRollout(t *testing.T) {
 		rolledOut.Round(time.Millisecond), (time.Since(start) - rolledOut).Round(time.Millisecond))
 }
 
-// serveMetrics serves metrics.Registry on a free loopback port and returns host:port.
-func serveMetrics(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+// metricsTarget is /metrics as a replica serves it, and how a scraper reaches it.
+type metricsTarget struct {
+	addr   string
+	scrape observability.ScrapeTLS
+	client *http.Client
+	token  string
+}
+
+// serveMetrics serves metrics.Registry through app.ServeMetrics on a loopback port with
+// a certificate for 127.0.0.1, the admin's client doing the reviews, and writes the CA
+// and the token of a ServiceAccount bound to the chart's metrics-reader ClusterRole
+// (rendered and applied for this test) for Prometheus.
+func (e *env) serveMetrics() *metricsTarget {
+	e.t.Helper()
+	dir := e.t.TempDir()
+	b, err := certs.Generate(dir, []string{"127.0.0.1"}, time.Hour)
 	if err != nil {
-		t.Fatal(err)
+		e.t.Fatal(err)
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{}))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(l) }()
-	t.Cleanup(func() { _ = srv.Close() })
-	return l.Addr().String()
+	pair, err := certwatcher.New(filepath.Join(dir, certs.CertFile), filepath.Join(dir, certs.KeyFile))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	srv, err := app.ServeMetrics(app.MetricsOptions{Addr: "127.0.0.1:0", Secure: true, GetCertificate: pair.GetCertificate,
+		Auth: app.MetricsAuth(kube.Client, logr.Discard()), Logger: logr.Discard()})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+
+	reader := ofKinds(renderChart(e.t, "obs", e.ns, "--set", "fullnameOverride="+e.ns), "ClusterRole")
+	applyForReal(e.t, reader)
+	token := serviceAccountToken(e.t, e.ns, "prometheus")
+	bindClusterRole(e.t, e.ns, "prometheus", e.ns+"-metrics-reader")
+	tokenFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
+		e.t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(b.CA.Cert)
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	return &metricsTarget{addr: srv.Addr, scrape: observability.ScrapeTLS{CAFile: filepath.Join(dir, certs.CAFile), TokenFile: tokenFile},
+		client: client, token: token}
 }
 
 // waitQuery waits until expr returns at least one sample.
@@ -279,9 +319,11 @@ func (e *env) assertQueriesAnswer(prom *observability.Prometheus, specs string) 
 }
 
 // assertPromtoolCheckMetrics lints the /metrics exposition with promtool check metrics.
-func (e *env) assertPromtoolCheckMetrics(bin, target string) {
+func (e *env) assertPromtoolCheckMetrics(bin string, target *metricsTarget) {
 	e.t.Helper()
-	resp, err := http.Get("http://" + target + "/metrics")
+	req, _ := http.NewRequestWithContext(e.t.Context(), http.MethodGet, "https://"+target.addr+app.MetricsPath, nil)
+	req.Header.Set("Authorization", "Bearer "+target.token)
+	resp, err := target.client.Do(req)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -13,7 +12,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
@@ -62,10 +60,7 @@ func TestRBACControllerRunsAsChartServiceAccount(t *testing.T) {
 // that ServiceAccount carries, and logs who the API server sees.
 func impersonate(t *testing.T, ns, sa string) kubernetes.Interface {
 	t.Helper()
-	cfg := rest.CopyConfig(kube.Config)
-	cfg.Impersonate.UserName = fmt.Sprintf("system:serviceaccount:%s:%s", ns, sa)
-	cfg.Impersonate.Groups = []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"}
-	client, err := kubernetes.NewForConfig(cfg)
+	client, err := kubernetes.NewForConfig(saConfig(ns, sa))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -68,10 +68,18 @@ type Options struct {
 	Dir string
 	// Target is a host:port serving /metrics; empty: scrape nothing.
 	Target string
+	// TLS, when set, scrapes over HTTPS as a Prometheus in the cluster does: the
+	// bearer token in TokenFile, the server verified against CAFile.
+	TLS *ScrapeTLS
 	// Interval is the scrape and rule evaluation interval; default 1s.
 	Interval time.Duration
 	// RuleFiles are loaded and evaluated.
 	RuleFiles []string
+}
+
+// ScrapeTLS is how Prometheus authenticates to an HTTPS target and verifies it.
+type ScrapeTLS struct {
+	CAFile, TokenFile string
 }
 
 // Prometheus is a running Prometheus server on loopback.
@@ -124,7 +132,11 @@ func configYAML(o Options) string {
 		}
 	}
 	if o.Target != "" {
-		fmt.Fprintf(&b, "scrape_configs:\n  - job_name: image-prewarm\n    static_configs:\n      - targets: [%q]\n", o.Target)
+		fmt.Fprintf(&b, "scrape_configs:\n  - job_name: image-prewarm\n")
+		if o.TLS != nil {
+			fmt.Fprintf(&b, "    scheme: https\n    authorization:\n      credentials_file: %q\n    tls_config:\n      ca_file: %q\n", o.TLS.TokenFile, o.TLS.CAFile)
+		}
+		fmt.Fprintf(&b, "    static_configs:\n      - targets: [%q]\n", o.Target)
 	}
 	return b.String()
 }

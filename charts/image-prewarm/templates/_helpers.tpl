@@ -115,3 +115,28 @@ crt: {{ $cert.Cert | quote }}
 key: {{ $cert.Key | quote }}
 {{- end }}
 {{- end }}
+
+{{/* https when /metrics is served over TLS (metrics.secure), else http. */}}
+{{- define "image-prewarm.metricsScheme" -}}
+{{- ternary "https" "http" .Values.metrics.secure }}
+{{- end }}
+
+{{/*
+The ServiceMonitor's tlsConfig: serviceMonitor.tlsConfig, or verification against the
+certificate Secret's ca.crt for the Service's DNS name (tls.mode helm and cert-manager
+write ca.crt), or no verification (existingSecret may hold no CA; no certificate at all
+when neither the webhook nor the task API runs: the pair is then self-signed).
+*/}}
+{{- define "image-prewarm.scrapeTLSConfig" -}}
+{{- if .Values.serviceMonitor.tlsConfig }}
+{{- toYaml .Values.serviceMonitor.tlsConfig }}
+{{- else if and (include "image-prewarm.tlsEnabled" .) (ne .Values.tls.mode "existingSecret") }}
+serverName: {{ printf "%s.%s.svc" (include "image-prewarm.fullname" .) .Release.Namespace }}
+ca:
+  secret:
+    name: {{ include "image-prewarm.tlsSecretName" . }}
+    key: ca.crt
+{{- else }}
+insecureSkipVerify: true
+{{- end }}
+{{- end }}
