@@ -21,10 +21,6 @@ import (
 // chartDir is the chart under test, relative to this package.
 const chartDir = "../../charts/image-prewarm"
 
-// crdKinds may be left out of a server-side dry-run when the cluster does not serve
-// their API (cert-manager and Prometheus Operator CRDs are not installed here).
-var crdKinds = []string{"Issuer", "Certificate", "ServiceMonitor", "PrometheusRule"}
-
 // toolTimeout bounds one helm or kubectl run. Not the test's context: tool also runs in
 // cleanups, after that context is cancelled.
 const toolTimeout = 2 * time.Minute

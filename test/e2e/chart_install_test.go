@@ -81,6 +81,18 @@ func TestChartInstallReadinessMetricsAndHelmTest(t *testing.T) {
 	e.eventually("replica-no-cert ready once its certificate exists", time.Minute, func(ctx context.Context) (bool, error) {
 		return syncedEndpoints(ctx, t, e.ns, good, bad) == "replica-ready ready=true, replica-no-cert ready=true", nil
 	})
+	lease, err := kube.Client.CoordinationV1().Leases(e.ns).Get(t.Context(), e.ns+"-controller", metav1.GetOptions{})
+	if err != nil || lease.Spec.HolderIdentity == nil {
+		t.Fatalf("lease: %v", err)
+	}
+	standby := map[string]*replica{good.name: bad, bad.name: good}[*lease.Spec.HolderIdentity]
+	if standby == nil {
+		t.Fatalf("the Lease is held by %s, neither replica", *lease.Spec.HolderIdentity)
+	}
+	if code, _ := standby.get(app.LivePath); code != http.StatusOK || !standby.ready() {
+		t.Errorf("%s, waiting for the Lease, is not live and ready", standby.name)
+	}
+	t.Logf("%s holds the Lease; %s, waiting for it, is live and ready", *lease.Spec.HolderIdentity, standby.name)
 	t.Logf("install, readiness, metrics access and helm test: %v", time.Since(start).Round(time.Millisecond))
 }
 
@@ -227,7 +239,8 @@ func runHelmTest(t *testing.T, ns, release, node string) {
 	if _, err := kube.Client.CoreV1().ServiceAccounts(ns).Get(t.Context(), name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("the test's ServiceAccount outlived a passed helm test: %v", err)
 	}
-	t.Logf("helm test:\n%s", r.out)
+	suites, _, _ := strings.Cut(r.out, "NOTES:")
+	t.Logf("helm test:\n%s", suites)
 }
 
 // runSelfTestPod runs the pod's command as its ServiceAccount and records the exit as
