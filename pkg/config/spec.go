@@ -46,6 +46,15 @@ const (
 	MinPullTimeout       = time.Minute
 	MaxPullTimeout       = 24 * time.Hour
 	MaxRetries     int32 = 10
+
+	// DefaultKeepFailedJobs is how long a failed node's Job stays when none is given;
+	// MaxKeepFailedJobs bounds rollout.keepFailedJobs (0 is allowed: delete at once).
+	DefaultKeepFailedJobs = time.Hour
+	MaxKeepFailedJobs     = 24 * time.Hour
+	// FailedJobsKeptPerRun bounds the failed Jobs a run keeps at a time, whatever
+	// keepFailedJobs says: a run failing on 1000 nodes keeps its first 10 failures for
+	// debugging, and the other Jobs go as soon as their failures are recorded.
+	FailedJobsKeptPerRun = 10
 )
 
 // knownPublicRegistries may be used without being listed in registries:
@@ -99,6 +108,12 @@ type Rollout struct {
 	MaxConcurrentNodes intstr.IntOrString `json:"maxConcurrentNodes,omitzero"`
 	PullTimeout        metav1.Duration    `json:"pullTimeout,omitzero"`
 	Retries            *int32             `json:"retries,omitempty"`
+	// KeepFailedJobs is how long a failed node's Job and its pods stay after the
+	// failure is recorded in the status, for kubectl describe and logs; at most
+	// FailedJobsKeptPerRun of a run at a time. 0 deletes them as soon as the failure is
+	// recorded, as successful Jobs always are. A pointer: an explicit 0 differs from
+	// absent. Cleanup policy, not content: it is not part of the run ID.
+	KeepFailedJobs *metav1.Duration `json:"keepFailedJobs,omitempty"`
 }
 
 // Parse decodes data (YAML or JSON) strictly, applies defaults and validates.
@@ -109,7 +124,7 @@ func Parse(data []byte) (*Spec, error) {
 	}
 	var s Spec
 	if err := yaml.UnmarshalStrict(data, &s); err != nil {
-		return nil, decodeError(err)
+		return nil, decodeError(err, data)
 	}
 	// An explicit 0 or "0s" must be reported, not silently replaced by the
 	// default, so find out which rollout fields the input actually set.
@@ -120,7 +135,7 @@ func Parse(data []byte) (*Spec, error) {
 		} `json:"rollout"`
 	}
 	if err := yaml.Unmarshal(data, &given); err != nil {
-		return nil, decodeError(err)
+		return nil, decodeError(err, data)
 	}
 	s.applyDefaults(given.Rollout.MaxConcurrentNodes == nil, given.Rollout.PullTimeout == nil)
 	if err := s.Validate(); err != nil {
@@ -161,14 +176,29 @@ func (s *Spec) applyDefaults(nodesUnset, timeoutUnset bool) {
 		retries := DefaultRetries
 		s.Rollout.Retries = &retries
 	}
+	if s.Rollout.KeepFailedJobs == nil {
+		s.Rollout.KeepFailedJobs = &metav1.Duration{Duration: DefaultKeepFailedJobs}
+	}
+}
+
+// KeepFailedJobs is rollout.keepFailedJobs, DefaultKeepFailedJobs when unset.
+func (s *Spec) KeepFailedJobs() time.Duration {
+	if s.Rollout.KeepFailedJobs == nil {
+		return DefaultKeepFailedJobs
+	}
+	return s.Rollout.KeepFailedJobs.Duration
 }
 
 // RunID is a short stable hash of the defaulted spec content: a restarted
 // controller derives the same object names for the same content. It is 10
 // lowercase hex characters, safe inside object names and label values.
+// rollout.keepFailedJobs is left out: how long failures are kept for debugging
+// changes no pull, so editing it starts no new run (and run IDs stay what they were
+// before the field existed).
 func (s *Spec) RunID() string {
 	c := *s
 	c.Default() // defaults replace only nil/zero fields, never shared memory
+	c.Rollout.KeepFailedJobs = nil
 	// Marshal cannot fail: every field is a plain value or a type whose
 	// MarshalJSON never errors. Maps are marshaled with sorted keys, which
 	// makes the encoding canonical.

@@ -65,6 +65,9 @@ var validSpecs = map[string]struct {
 	"tag and digest":                     {in: "images: ['nginx:1.27@" + digest + "']"},
 	"bounds":                             {in: "images: [nginx]\nrollout: {maxConcurrentNodes: 1, pullTimeout: 1m, retries: 0}"},
 	"upper bounds":                       {in: "images: [nginx]\nrollout: {pullTimeout: 24h, retries: 10}"},
+	"keep failed jobs":                   {in: "images: [nginx]\nrollout: {keepFailedJobs: 30m}"},
+	"keep no failed jobs":                {in: "images: [nginx]\nrollout: {keepFailedJobs: 0s}"},
+	"keep failed jobs a day":             {in: "images: [nginx]\nrollout: {keepFailedJobs: 24h}"},
 	"tolerations":                        {in: "images: [nginx]\ntolerations: [{key: gpu, operator: Equal, value: 'true', effect: NoSchedule}, {key: x, operator: Exists}, {key: y, value: z}, {operator: Exists, effect: NoExecute, tolerationSeconds: 60}]"},
 	"once": {in: "images: [nginx]\nonce: true", check: func(t *testing.T, s *Spec) {
 		if !s.Once {
@@ -141,6 +144,12 @@ var invalidSpecs = map[string]struct {
 	"short timeout":             {in: "images: [nginx]\nrollout: {pullTimeout: 30s}", wantPaths: []string{"rollout.pullTimeout"}},
 	"long timeout":              {in: "images: [nginx]\nrollout: {pullTimeout: 25h}", wantPaths: []string{"rollout.pullTimeout"}},
 	"bad duration":              {in: "images: [nginx]\nrollout: {pullTimeout: soon}", wantPaths: []string{"rollout.pullTimeout"}, wantMsg: "Go duration"},
+	"keep failed jobs too long": {in: "images: [nginx]\nrollout: {keepFailedJobs: 25h}", wantPaths: []string{"rollout.keepFailedJobs"}, wantMsg: "must be between 0s and 24h0m0s, got 25h0m0s"},
+	"keep failed jobs negative": {in: "images: [nginx]\nrollout: {keepFailedJobs: -1m}", wantPaths: []string{"rollout.keepFailedJobs"}},
+	"keep failed jobs not a duration": {
+		in: "images: [nginx]\nrollout: {pullTimeout: 15m, keepFailedJobs: an hour}", wantPaths: []string{"rollout.keepFailedJobs"}, wantMsg: "Go duration",
+	},
+	"keep failed jobs a number": {in: "images: [nginx]\nrollout: {keepFailedJobs: 3600}", wantPaths: []string{"rollout.keepFailedJobs"}},
 	"negative retries":          {in: "images: [nginx]\nrollout: {retries: -1}", wantPaths: []string{"rollout.retries"}},
 	"too many retries":          {in: "images: [nginx]\nrollout: {retries: 11}", wantPaths: []string{"rollout.retries"}},
 	"retries not a number":      {in: "images: [nginx]\nrollout: {retries: x}", wantPaths: []string{"rollout.retries"}, wantMsg: "must be an integer"},
@@ -339,6 +348,8 @@ func TestRunID(t *testing.T) {
 		"other image":          {in: strings.Replace(fullSpec, "nginx:1.27", "nginx:1.28", 1)},
 		"other tolerations":    {in: strings.Replace(fullSpec, "tolerations: []\n", "", 1)},
 		"other window":         {in: strings.Replace(fullSpec, "maxConcurrentNodes: 10", "maxConcurrentNodes: 10%", 1)},
+		// How long failures stay is cleanup policy: editing it must not re-run the spec.
+		"other keepFailedJobs": {wantSame: true, in: strings.Replace(fullSpec, "retries: 1\n", "retries: 1\n  keepFailedJobs: 5m\n", 1)},
 		"once":                 {in: strings.Replace(fullSpec, "once: false", "once: true", 1)},
 	}
 	id := base.RunID()
@@ -363,7 +374,7 @@ func TestRunIDOfCodeBuiltSpec(t *testing.T) {
 	if built.RunID() != parsed.RunID() {
 		t.Errorf("code-built RunID %s != parsed %s", built.RunID(), parsed.RunID())
 	}
-	if built.Tolerations != nil || built.Rollout.Retries != nil {
+	if built.Tolerations != nil || built.Rollout.Retries != nil || built.Rollout.KeepFailedJobs != nil {
 		t.Error("RunID modified the spec")
 	}
 	data, err := yaml.Marshal(built)
@@ -380,6 +391,38 @@ func TestRunIDOfCodeBuiltSpec(t *testing.T) {
 	}
 	if again := mustParse(t, string(data)); again.Tolerations == nil || len(again.Tolerations) != 0 {
 		t.Errorf("explicit empty tolerations lost in round trip:\n%s", data)
+	}
+}
+
+func TestKeepFailedJobs(t *testing.T) {
+	tests := map[string]struct {
+		in   string
+		want time.Duration
+	}{
+		"absent":   {in: "images: [nginx]", want: DefaultKeepFailedJobs},
+		"null":     {in: "images: [nginx]\nrollout: {keepFailedJobs: null}", want: DefaultKeepFailedJobs},
+		"given":    {in: "images: [nginx]\nrollout: {keepFailedJobs: 10m}", want: 10 * time.Minute},
+		"explicit": {in: "images: [nginx]\nrollout: {keepFailedJobs: 0s}", want: 0},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			s := mustParse(t, tc.in)
+			if got := s.KeepFailedJobs(); got != tc.want {
+				t.Fatalf("KeepFailedJobs() = %v, want %v", got, tc.want)
+			}
+			// The task API stores the specs it built as YAML: an explicit 0 must
+			// survive the round trip rather than become the default.
+			data, err := yaml.Marshal(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := mustParse(t, string(data)).KeepFailedJobs(); got != tc.want {
+				t.Errorf("after a round trip KeepFailedJobs() = %v, want %v:\n%s", got, tc.want, data)
+			}
+		})
+	}
+	if got := (&Spec{}).KeepFailedJobs(); got != DefaultKeepFailedJobs {
+		t.Errorf("code-built spec: KeepFailedJobs() = %v, want the default", got)
 	}
 }
 

@@ -8,11 +8,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/distribution/reference"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/validate/content"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"sigs.k8s.io/yaml"
 )
 
 // Problem is one thing wrong with a spec, at a path such as "images[3]" or
@@ -262,6 +264,12 @@ func validateRollout(r Rollout, p *problems) {
 	case *r.Retries < 0 || *r.Retries > MaxRetries:
 		p.add("rollout.retries", "must be between 0 and %d, got %d", MaxRetries, *r.Retries)
 	}
+	switch {
+	case r.KeepFailedJobs == nil:
+		p.add("rollout.keepFailedJobs", "is not set (defaults were not applied)")
+	case r.KeepFailedJobs.Duration < 0 || r.KeepFailedJobs.Duration > MaxKeepFailedJobs:
+		p.add("rollout.keepFailedJobs", "must be between 0s and %s, got %s", MaxKeepFailedJobs, r.KeepFailedJobs.Duration)
+	}
 }
 
 // parsePercent accepts "N%" with N in 1..100, digits only (no sign, no space).
@@ -277,10 +285,10 @@ func parsePercent(s string) (int, bool) {
 	return n, true
 }
 
-// decodeError turns a decoding error into a ValidationError with a readable
-// message: the field path when the decoder knows it, without the wrappers'
-// prefixes.
-func decodeError(err error) *ValidationError {
+// decodeError turns a decoding error of data into a ValidationError with a
+// readable message: the field path when the decoder knows it, without the
+// wrappers' prefixes.
+func decodeError(err error, data []byte) *ValidationError {
 	var typeErr *json.UnmarshalTypeError
 	if errors.As(err, &typeErr) && typeErr.Type != nil {
 		msg := fmt.Sprintf("must be %s, got %s", typeName(typeErr.Type.String()), typeErr.Value)
@@ -296,11 +304,28 @@ func decodeError(err error) *ValidationError {
 	// YAML errors span lines; the message must be one line.
 	msg = strings.Join(strings.Fields(msg), " ")
 	if strings.HasPrefix(msg, "time: ") {
-		// metav1.Duration reports no field, but pullTimeout is the only
-		// duration in the spec.
-		return newValidationError("rollout.pullTimeout", "must be a Go duration such as 15m or 1h30m: "+msg)
+		// metav1.Duration reports no field: find the duration that does not parse.
+		return newValidationError(badDurationPath(data), "must be a Go duration such as 15m or 1h30m: "+msg)
 	}
 	return newValidationError("", msg)
+}
+
+// badDurationPath names the rollout duration of data that time.ParseDuration
+// refuses; the spec's durations all live under rollout.
+func badDurationPath(data []byte) string {
+	var raw struct {
+		Rollout struct {
+			PullTimeout    any `json:"pullTimeout"`
+			KeepFailedJobs any `json:"keepFailedJobs"`
+		} `json:"rollout"`
+	}
+	_ = yaml.Unmarshal(data, &raw)
+	if d, ok := raw.Rollout.KeepFailedJobs.(string); ok {
+		if _, err := time.ParseDuration(d); err != nil {
+			return "rollout.keepFailedJobs"
+		}
+	}
+	return "rollout.pullTimeout"
 }
 
 // typeName names Go types the way a YAML author thinks of them.

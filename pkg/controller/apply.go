@@ -23,8 +23,8 @@ import (
 )
 
 // apply creates the Jobs the window starts and deletes the ones that must stop: nodes
-// gone mid-pull and pods stuck on a permanent pull error.
-func (c *Controller) apply(ctx context.Context, cm *corev1.ConfigMap, rs *runState, d rollout.Decision, failFast []*batchv1.Job, gone []string) error {
+// gone mid-pull. Finished Jobs are collectJobs' business.
+func (c *Controller) apply(ctx context.Context, cm *corev1.ConfigMap, rs *runState, d rollout.Decision, gone []string) error {
 	if err := c.createJobs(ctx, cm, rs, d.Start); err != nil {
 		return err
 	}
@@ -33,11 +33,6 @@ func (c *Controller) apply(ctx context.Context, cm *corev1.ConfigMap, rs *runSta
 			return err
 		}
 		metrics.JobsFinished.WithLabelValues(cm.Name, "cancelled").Inc()
-	}
-	for _, job := range failFast {
-		if err := c.deleteJob(ctx, job.Name); err != nil {
-			return err
-		}
 	}
 	return nil
 }
@@ -222,8 +217,8 @@ func (c *Controller) teardown(ctx context.Context, spec string) error {
 
 // cleanupSpecLabel deletes the Jobs of the spec (by label value) not in keepRun, and
 // the Secrets of their runs. When a run is superseded (keepRun set) only its active Jobs
-// are cancelled: finished ones go with their TTL, and deleting them would cost a write
-// per node. When the spec is gone (keepRun empty) every Job goes at once.
+// are cancelled: finished ones are collectJobs' (kept failures stay their time). When
+// the spec is gone (keepRun empty) every Job goes at once.
 func (c *Controller) cleanupSpecLabel(ctx context.Context, value, keepRun string) error {
 	objs, _ := c.jobInformer.GetIndexer().ByIndex(indexBySpec, value)
 	runs := map[string]bool{}
@@ -292,12 +287,14 @@ func (c *Controller) writeStatus(ctx context.Context, spec string, rs *runState,
 		return err
 	}
 	if maps.Equal(desired.Data, rs.written) {
+		rs.handedOver(rs.writeSeq) // nothing new to write: what was handed over holds it
 		return nil
 	}
 	if rs.owner.UID != "" {
 		desired.OwnerReferences = []metav1.OwnerReference{rs.owner}
 	}
-	c.statuses.write(spec, desired)
+	rs.writeSeq = c.statuses.write(spec, desired)
+	rs.handedOver(rs.writeSeq)
 	rs.written, rs.lastWrite = desired.Data, time.Now()
 	return nil
 }

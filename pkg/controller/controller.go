@@ -63,6 +63,8 @@ type Controller struct {
 
 	queue    workqueue.TypedRateLimitingInterface[string]
 	statuses *statusWriter
+	// deletions holds recorded Jobs to delete (cleanup.go), served by its own workers.
+	deletions workqueue.TypedRateLimitingInterface[jobRef]
 
 	mu   sync.Mutex
 	runs map[string]*runState // by spec name
@@ -78,7 +80,8 @@ func New(client kubernetes.Interface, opts Options) *Controller {
 	}
 	ns := informers.WithNamespace(opts.Namespace)
 	specs := informers.NewSharedInformerFactoryWithOptions(client, opts.Resync, ns, informers.WithTweakListOptions(selectLabel(config.ConfigLabel+"=true")))
-	owned := informers.NewSharedInformerFactoryWithOptions(client, 0, ns, informers.WithTweakListOptions(selectLabel(jobs.LabelApp+"="+jobs.AppName)))
+	owned := informers.NewSharedInformerFactoryWithOptions(client, 0, ns, informers.WithTweakListOptions(selectLabel(jobs.LabelApp+"="+jobs.AppName)),
+		informers.WithTransform(trimOwned))
 	nodes := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(trimNode))
 	broadcaster := record.NewBroadcaster()
 	c := &Controller{
@@ -94,8 +97,11 @@ func New(client kubernetes.Interface, opts Options) *Controller {
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "prewarm"}),
 		statuses: newStatusWriter(client, opts.Namespace),
-		runs:     map[string]*runState{},
+		deletions: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[jobRef](),
+			workqueue.TypedRateLimitingQueueConfig[jobRef]{Name: "cleanup"}),
+		runs: map[string]*runState{},
 	}
+	c.statuses.onLanded = c.statusLanded
 	utilruntime.Must(c.jobInformer.AddIndexers(cache.Indexers{indexBySpec: byLabel(jobs.LabelSpec), indexByRun: byLabel(jobs.LabelRun)}))
 	utilruntime.Must(c.podInformer.AddIndexers(cache.Indexers{indexByJob: byLabel(podJobLabel)}))
 	c.addHandlers()
@@ -178,6 +184,14 @@ func (c *Controller) enqueueOwner(obj any) {
 	c.mu.Unlock()
 }
 
+// statusLanded queues a spec whose finished Jobs wait for the status write that just
+// landed.
+func (c *Controller) statusLanded(spec string) {
+	if rs := c.currentRun(spec); rs != nil && rs.awaitingStatus.Load() {
+		c.queue.Add(spec)
+	}
+}
+
 func (c *Controller) enqueueAllSpecs() {
 	for _, key := range c.specInformer.GetStore().ListKeys() {
 		_, name, _ := cache.SplitMetaNamespaceKey(key)
@@ -207,6 +221,7 @@ func (c *Controller) Run(ctx context.Context, workers int) error {
 	logger.Info("controller started", "namespace", c.opts.Namespace, "workers", workers)
 	var wg sync.WaitGroup
 	wg.Go(func() { c.statuses.run(ctx, statusWorkers) })
+	wg.Go(func() { serveQueue(ctx, c.deletions, deleteWorkers, c.deleteFinishedJob) })
 	serveQueue(ctx, c.queue, workers, c.reconcile)
 	wg.Wait()
 	logger.Info("controller stopped")

@@ -9,6 +9,7 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes/fake"
@@ -39,7 +40,13 @@ func basicAuth(name string) *corev1.Secret {
 
 func startFake(t *testing.T, objs ...any) *fake.Clientset {
 	t.Helper()
-	client := fake.NewClientset()
+	return startFakeWith(t, fake.NewClientset(), objs...)
+}
+
+// startFakeWith creates objs through client (which may have reactors) and runs a
+// controller on it.
+func startFakeWith(t *testing.T, client *fake.Clientset, objs ...any) *fake.Clientset {
+	t.Helper()
 	for _, o := range objs {
 		var err error
 		switch v := o.(type) {
@@ -80,13 +87,34 @@ func listJobs(t *testing.T, client *fake.Clientset) []batchv1.Job {
 	return list.Items
 }
 
+// completeAll completes the Jobs not finished yet (finished ones are deleted soon after).
 func completeAll(t *testing.T, client *fake.Clientset) {
+	finish(t, client, batchv1.JobComplete, func(*batchv1.Job) bool { return true })
+}
+
+// finish gives the unfinished Jobs that match a true condition of type cond.
+func finish(t *testing.T, client *fake.Clientset, cond batchv1.JobConditionType, match func(*batchv1.Job) bool) {
+	t.Helper()
 	for _, j := range listJobs(t, client) {
-		j.Status.Conditions = []batchv1.JobCondition{{Type: batchv1.JobComplete, Status: corev1.ConditionTrue}}
-		if _, err := client.BatchV1().Jobs(ns).UpdateStatus(t.Context(), &j, metav1.UpdateOptions{}); err != nil {
+		if jobs.Finished(&j) || !match(&j) {
+			continue
+		}
+		j.Status.Conditions = []batchv1.JobCondition{{Type: cond, Status: corev1.ConditionTrue, LastTransitionTime: metav1.Now()}}
+		if _, err := client.BatchV1().Jobs(ns).UpdateStatus(t.Context(), &j, metav1.UpdateOptions{}); err != nil && !apierrors.IsNotFound(err) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// createdJobs counts the Job creates the controller sent.
+func createdJobs(client *fake.Clientset) int {
+	n := 0
+	for _, a := range client.Actions() {
+		if a.GetVerb() == "create" && a.GetResource().Resource == "jobs" {
+			n++
+		}
+	}
+	return n
 }
 
 func TestSecretBeforeJobsWindowAndReap(t *testing.T) {
@@ -117,7 +145,10 @@ func TestSecretBeforeJobsWindowAndReap(t *testing.T) {
 		t.Fatalf("pull Secret created at action %d, first Job at %d: the Secret must come first", firstSecret, firstJob)
 	}
 	completeAll(t, client)
-	eventually(t, "the third Job", func() bool { return len(listJobs(t, client)) == 3 })
+	eventually(t, "the third Job", func() bool { return createdJobs(client) == 3 })
+	eventually(t, "the third Job stored", func() bool {
+		return slices.ContainsFunc(listJobs(t, client), func(j batchv1.Job) bool { return !jobs.Finished(&j) })
+	})
 	completeAll(t, client)
 	eventually(t, "pull Secret reaped", func() bool {
 		list, _ := client.CoreV1().Secrets(ns).List(t.Context(), metav1.ListOptions{})
@@ -235,7 +266,7 @@ func TestCreatedJobHoldsItsSlotUntilSeen(t *testing.T) {
 	rs := &runState{runID: "r1", spec: spec, status: &status.Status{Results: map[string]status.Result{}},
 		awaiting: map[string]time.Time{"n1": time.Now(), "n2": time.Now().Add(-2 * awaitTimeout)}}
 	cm := specConfigMap("ml", "")
-	nodes, _, _ := c.observe(t.Context(), cm, rs, newSelection(nil, nil, spec.Images))
+	nodes, _ := c.observe(t.Context(), cm, rs, newSelection(nil, nil, spec.Images))
 	want := []rollout.Node{{Name: "n1", Phase: rollout.Running, JobActive: true}, {Name: "n2", Phase: rollout.Pending}}
 	if !slices.Equal(nodes, want) {
 		t.Fatalf("nodes %+v, want %+v (n1 just created, n2's create long ago and never seen)", nodes, want)

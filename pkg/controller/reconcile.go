@@ -37,7 +37,17 @@ type runState struct {
 	secret       atomic.Int32
 	lastWrite    time.Time         // when the status was last handed to the writer
 	written      map[string]string // what was handed over
+	writeSeq     uint64            // the writer's sequence number for it
 	finishedJobs map[types.UID]bool
+	// unlanded holds the results recorded since the last stored status write: their
+	// nodes' Jobs stay until it lands. awaitingStatus says some Job waits for that, so
+	// the write landing queues a reconcile (atomic: the status writer reads it).
+	unlanded       map[string]unlanded
+	awaitingStatus atomic.Bool
+	// keptSince holds the failed Jobs kept for debugging and when they failed; deleting
+	// the Jobs whose deletion is queued, and when. Both outlive a run (see cleanup.go).
+	keptSince map[jobRef]time.Time
+	deleting  map[jobRef]time.Time
 	// awaiting holds nodes whose Job this controller created and the Job informer has not
 	// shown yet; they count as running, so a refill in between cannot overfill the window.
 	awaiting map[string]time.Time
@@ -124,7 +134,7 @@ func (c *Controller) rejectSpec(ctx context.Context, cm *corev1.ConfigMap, rs *r
 // reconcileRun observes the run's nodes, decides, applies and reports.
 func (c *Controller) reconcileRun(ctx context.Context, cm *corev1.ConfigMap, rs *runState) error {
 	sel := newSelection(rs.spec.NodeSelector, rs.spec.Tolerations, rs.spec.Images)
-	nodes, failFast, gone := c.observe(ctx, cm, rs, sel)
+	nodes, gone := c.observe(ctx, cm, rs, sel)
 	regs := runRegistries(rs.spec)
 	decision := rollout.Decide(rollout.Input{
 		Nodes:          nodes,
@@ -150,9 +160,10 @@ func (c *Controller) reconcileRun(ctx context.Context, cm *corev1.ConfigMap, rs 
 		}
 	}
 	rs.failure = ""
-	if err := c.apply(ctx, cm, rs, decision, failFast, gone); err != nil {
+	if err := c.apply(ctx, cm, rs, decision, gone); err != nil {
 		return err
 	}
+	c.collectJobs(ctx, cm, rs) // before the status is handed over: see awaitingStatus
 	nodes = afterStart(nodes, decision.Start)
 	c.recordActive(rs, nodes, regs)
 	counts = rollout.Count(nodes)
@@ -168,9 +179,10 @@ func (c *Controller) reconcileRun(ctx context.Context, cm *corev1.ConfigMap, rs 
 }
 
 // observe derives every node's phase in this run from nodes, Jobs and pods, recording
-// final results. It returns Jobs to delete early (permanent pull errors) and the names
-// of nodes that are gone while their Job still runs.
-func (c *Controller) observe(ctx context.Context, cm *corev1.ConfigMap, rs *runState, sel selection) (nodes []rollout.Node, failFast []*batchv1.Job, gone []string) {
+// final results. It returns the names of nodes that are gone while their Job still runs.
+// A Job whose pod hit a permanent pull error fails its node at once; the Job itself
+// goes, or is kept for debugging, once the failure is recorded (collectJobs).
+func (c *Controller) observe(ctx context.Context, cm *corev1.ConfigMap, rs *runState, sel selection) (nodes []rollout.Node, gone []string) {
 	jobsByNode := c.runJobs(cm.Name, rs.runID)
 	seen := map[string]bool{}
 	for _, obj := range c.nodeInformer.GetStore().List() {
@@ -182,11 +194,7 @@ func (c *Controller) observe(ctx context.Context, cm *corev1.ConfigMap, rs *runS
 		}
 		if job := jobsByNode[node.Name]; job != nil {
 			delete(rs.awaiting, node.Name)
-			n, ff := c.observeNodeJob(ctx, cm, rs, node.Name, job)
-			if ff {
-				failFast = append(failFast, job)
-			}
-			nodes = append(nodes, n)
+			nodes = append(nodes, c.observeNodeJob(ctx, cm, rs, node.Name, job))
 			continue
 		}
 		switch {
@@ -204,7 +212,7 @@ func (c *Controller) observe(ctx context.Context, cm *corev1.ConfigMap, rs *runS
 		if seen[name] || rs.status.Results[name].Phase != "" {
 			continue
 		}
-		if n, _ := c.observeNodeJob(ctx, cm, rs, name, job); n.Phase == rollout.Succeeded || n.Phase == rollout.Failed {
+		if n := c.observeNodeJob(ctx, cm, rs, name, job); n.Phase == rollout.Succeeded || n.Phase == rollout.Failed {
 			continue // it finished before the node left: that outcome is recorded
 		}
 		if observeJob(job, nil).active {
@@ -218,12 +226,12 @@ func (c *Controller) observe(ctx context.Context, cm *corev1.ConfigMap, rs *runS
 		}
 	}
 	sort.Slice(nodes, func(i, j int) bool { return nodes[i].Name < nodes[j].Name })
-	return nodes, failFast, gone
+	return nodes, gone
 }
 
 // observeNodeJob turns a node's Job into its rollout state, recording final outcomes
 // and pull durations once.
-func (c *Controller) observeNodeJob(ctx context.Context, cm *corev1.ConfigMap, rs *runState, node string, job *batchv1.Job) (rollout.Node, bool) {
+func (c *Controller) observeNodeJob(ctx context.Context, cm *corev1.ConfigMap, rs *runState, node string, job *batchv1.Job) rollout.Node {
 	pods := c.jobPods(job.Name)
 	obs := observeJob(job, pods)
 	if pullErr := lastPullError(pods); pullErr != "" {
@@ -237,7 +245,7 @@ func (c *Controller) observeNodeJob(ctx context.Context, cm *corev1.ConfigMap, r
 		c.record(ctx, cm, rs, node, obs.phase, obs.reason)
 		c.countFinished(cm.Name, rs, job, obs, pods)
 	}
-	return rollout.Node{Name: node, Phase: obs.phase, JobActive: obs.active && !obs.failFast}, obs.failFast
+	return rollout.Node{Name: node, Phase: obs.phase, JobActive: obs.active && !obs.failFast}
 }
 
 // record stores a node's final result for the run, once, with an Event for failures.
@@ -246,6 +254,10 @@ func (c *Controller) record(ctx context.Context, cm *corev1.ConfigMap, rs *runSt
 		return
 	}
 	rs.status.Results[node] = status.Result{Phase: string(phase), Reason: reason}
+	if rs.unlanded == nil {
+		rs.unlanded = map[string]unlanded{}
+	}
+	rs.unlanded[node] = unlanded{at: time.Now()}
 	if phase == rollout.Failed || phase == rollout.Gone {
 		class := metrics.ReasonClass(string(phase), reason)
 		metrics.NodeFailures.WithLabelValues(cm.Name, class).Inc()

@@ -50,7 +50,10 @@ func (c *Controller) runFor(ctx context.Context, cm *corev1.ConfigMap, spec *con
 		runID: runID, spec: spec, owner: ownerOf(cm),
 		status:       &status.Status{Spec: cm.Name, RunID: runID, Results: map[string]status.Result{}, Started: time.Now()},
 		finishedJobs: map[types.UID]bool{}, active: map[string]int{}, awaiting: map[string]time.Time{},
-		pullErrors: map[string]string{},
+		pullErrors: map[string]string{}, unlanded: map[string]unlanded{},
+	}
+	if rs != nil { // the previous run's kept failures keep their time, its deletions their dedup
+		fresh.keptSince, fresh.deleting = rs.keptSince, rs.deleting
 	}
 	if stored != nil {
 		c.statuses.known(cm.Name, stored.obj)
@@ -94,7 +97,7 @@ func previousStoredRun(s *storedStatus) string {
 }
 
 // runJobs returns the run's Jobs by node name. The index by run skips the Jobs of the
-// spec's earlier runs, which stay until their TTL (up to 1000 a run at 1000 nodes).
+// spec's earlier runs (their kept failures, and Jobs that finished as the run changed).
 func (c *Controller) runJobs(spec, runID string) map[string]*batchv1.Job {
 	objs, _ := c.jobInformer.GetIndexer().ByIndex(indexByRun, runID)
 	specLabel := jobs.SpecLabelValue(spec)
@@ -221,6 +224,8 @@ func (c *Controller) jobParams(rs *runState, node string) jobs.JobParams {
 		NoopImage:      c.opts.NoopImage,
 		NoopPullPolicy: corev1.PullIfNotPresent,
 		PullTimeout:    spec.Rollout.PullTimeout.Duration,
+		// The controller deletes the Job once recorded; the TTL is for no controller.
+		TTLAfterFinished: spec.KeepFailedJobs() + backstopGrace,
 	}
 	if spec.Rollout.Retries != nil {
 		p.Retries = *spec.Rollout.Retries

@@ -21,14 +21,29 @@ import (
 // write coalesces the ones behind it; a failed one is retried with backoff unless a
 // newer state replaced it. Deleting goes through the same queue, so a write still in
 // flight can never re-create the status of a spec that was just deleted.
+//
+// Every write gets a sequence number; landed tells which one the API server has
+// stored last. A state holds every result of the run so far, so once write n has
+// landed, so has every result handed over with a write up to n: that is when a
+// finished Job may go (see cleanup.go).
 type statusWriter struct {
 	client    kubernetes.Interface
 	namespace string
 	queue     workqueue.TypedRateLimitingInterface[string]
+	// onLanded, when set, is called after a spec's status was stored.
+	onLanded func(spec string)
 
 	mu      sync.Mutex
-	pending map[string]*corev1.ConfigMap // by spec; nil means delete
+	seq     uint64
+	pending map[string]pendingStatus
 	saved   map[string]*corev1.ConfigMap // the API server's latest copy, for its version
+	stored  map[string]uint64            // by spec: the sequence number of the last stored write
+}
+
+// pendingStatus is a spec's state not yet written; cm nil means delete.
+type pendingStatus struct {
+	cm  *corev1.ConfigMap
+	seq uint64
 }
 
 func newStatusWriter(client kubernetes.Interface, namespace string) *statusWriter {
@@ -36,16 +51,28 @@ func newStatusWriter(client kubernetes.Interface, namespace string) *statusWrite
 		client: client, namespace: namespace,
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "status"}),
-		pending: map[string]*corev1.ConfigMap{},
+		pending: map[string]pendingStatus{},
 		saved:   map[string]*corev1.ConfigMap{},
+		stored:  map[string]uint64{},
 	}
 }
 
 // write queues desired as the spec's status; it replaces any state not yet written.
-func (w *statusWriter) write(spec string, desired *corev1.ConfigMap) { w.put(spec, desired) }
+// It returns the write's sequence number, for landed.
+func (w *statusWriter) write(spec string, desired *corev1.ConfigMap) uint64 {
+	return w.put(spec, desired)
+}
 
 // remove queues the deletion of the spec's status ConfigMap.
 func (w *statusWriter) remove(spec string) { w.put(spec, nil) }
+
+// landed is the sequence number of the spec's last write the API server stored, 0
+// when none since this writer started.
+func (w *statusWriter) landed(spec string) uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.stored[spec]
+}
 
 // known records a status ConfigMap read from the cluster, so the first write after a
 // restart is an update rather than a create that fails.
@@ -57,11 +84,14 @@ func (w *statusWriter) known(spec string, cm *corev1.ConfigMap) {
 	}
 }
 
-func (w *statusWriter) put(spec string, cm *corev1.ConfigMap) {
+func (w *statusWriter) put(spec string, cm *corev1.ConfigMap) uint64 {
 	w.mu.Lock()
-	w.pending[spec] = cm
+	w.seq++
+	seq := w.seq
+	w.pending[spec] = pendingStatus{cm: cm, seq: seq}
 	w.mu.Unlock()
 	w.queue.Add(spec)
+	return seq
 }
 
 // run writes until ctx ends. Different specs are written in parallel; one spec's
@@ -87,19 +117,25 @@ func (w *statusWriter) flush(ctx context.Context, spec string) error {
 	if !ok {
 		return nil
 	}
-	out, err := w.store(ctx, spec, desired, saved)
+	out, err := w.store(ctx, spec, desired.cm, saved)
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	if err != nil {
 		if _, newer := w.pending[spec]; !newer {
 			w.pending[spec] = desired
 		}
+		w.mu.Unlock()
 		return err
 	}
 	if out == nil {
 		delete(w.saved, spec)
+		delete(w.stored, spec)
 	} else {
 		w.saved[spec] = out
+		w.stored[spec] = max(w.stored[spec], desired.seq)
+	}
+	w.mu.Unlock()
+	if out != nil && w.onLanded != nil {
+		w.onLanded(spec)
 	}
 	return nil
 }

@@ -46,7 +46,7 @@ func isConflict(err error) bool { return apierrors.IsConflict(err) }
 // it shuts the queue down and waits for the workers. A key is never processed by two
 // workers at once. A failed key is retried with the queue's backoff, a successful one
 // has its backoff forgotten.
-func serveQueue(ctx context.Context, queue workqueue.TypedRateLimitingInterface[string], workers int, process func(context.Context, string) error) {
+func serveQueue[K comparable](ctx context.Context, queue workqueue.TypedRateLimitingInterface[K], workers int, process func(context.Context, K) error) {
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(func() {

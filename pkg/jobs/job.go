@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -34,9 +35,6 @@ const (
 var NoopArchitectures = []string{"amd64", "arm64"}
 
 const (
-	// ttlAfterFinished keeps a finished Job long enough for the controller to
-	// read its outcome, then lets the Job controller delete it.
-	ttlAfterFinished int32 = 900
 	// terminationGrace is short: the containers only run a no-op, and a
 	// cancelled run should free its nodes at once.
 	terminationGrace int64 = 1
@@ -69,6 +67,11 @@ type JobParams struct {
 	PullTimeout time.Duration
 	// Retries becomes backoffLimit.
 	Retries int32
+	// TTLAfterFinished becomes ttlSecondsAfterFinished, rounded up to a second and
+	// capped at the int32 range; zero or negative means none. The controller deletes
+	// each finished Job itself once its outcome is recorded, so this is only a
+	// backstop for Jobs no controller is left to delete.
+	TTLAfterFinished time.Duration
 }
 
 // BuildJob builds the Job that pulls p.Images onto p.Node. It never carries
@@ -90,7 +93,7 @@ func BuildJob(p JobParams) *batchv1.Job {
 		Spec: batchv1.JobSpec{
 			BackoffLimit:            new(p.Retries),
 			ActiveDeadlineSeconds:   activeDeadline(p.PullTimeout),
-			TTLSecondsAfterFinished: new(ttlAfterFinished),
+			TTLSecondsAfterFinished: ttlSeconds(p.TTLAfterFinished),
 			Completions:             new(int32(1)),
 			Parallelism:             new(int32(1)),
 			Template: corev1.PodTemplateSpec{
@@ -112,6 +115,14 @@ func activeDeadline(timeout time.Duration) *int64 {
 	}
 	secs := int64((timeout + time.Second - 1) / time.Second)
 	return &secs
+}
+
+func ttlSeconds(ttl time.Duration) *int32 {
+	if ttl <= 0 {
+		return nil
+	}
+	secs := min(int64((ttl+time.Second-1)/time.Second), math.MaxInt32)
+	return new(int32(secs))
 }
 
 func buildPodSpec(p JobParams) corev1.PodSpec {

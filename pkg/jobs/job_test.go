@@ -21,11 +21,12 @@ func params(mods ...func(*JobParams)) JobParams {
 			{Image: "nginx:1.27", PullPolicy: corev1.PullIfNotPresent},
 			{Image: "harbor.example.com/ml/pytorch:2.5.1", PullPolicy: corev1.PullAlways},
 		},
-		Tolerations:    []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
-		NoopImage:      "ghcr.io/image-prewarm/image-prewarm:v1",
-		NoopPullPolicy: corev1.PullIfNotPresent,
-		PullTimeout:    15 * time.Minute,
-		Retries:        1,
+		Tolerations:      []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
+		NoopImage:        "ghcr.io/image-prewarm/image-prewarm:v1",
+		NoopPullPolicy:   corev1.PullIfNotPresent,
+		PullTimeout:      15 * time.Minute,
+		Retries:          1,
+		TTLAfterFinished: 2 * time.Hour,
 	}
 	for _, m := range mods {
 		m(&p)
@@ -75,6 +76,34 @@ func TestBuildJob(t *testing.T) {
 	}
 }
 
+func TestTTLAfterFinished(t *testing.T) {
+	tests := map[string]struct {
+		ttl  time.Duration
+		want *int32
+	}{
+		"hours":           {ttl: 2 * time.Hour, want: new(int32(7200))},
+		"rounds up":       {ttl: 1500 * time.Millisecond, want: new(int32(2))},
+		"none":            {ttl: 0, want: nil},
+		"negative":        {ttl: -time.Second, want: nil},
+		"capped at int32": {ttl: 100 * 365 * 24 * time.Hour, want: new(int32(1<<31 - 1))},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			job := BuildJob(params(func(p *JobParams) { p.TTLAfterFinished = tc.ttl }))
+			if got := job.Spec.TTLSecondsAfterFinished; !equalPtr(got, tc.want) {
+				t.Errorf("ttlSecondsAfterFinished = %v, want %v", deref(got), deref(tc.want))
+			}
+		})
+	}
+}
+
+func deref(p *int32) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}
+
 func checkJobMeta(t *testing.T, job *batchv1.Job, p JobParams) {
 	t.Helper()
 	if want := JobName(p.Ref.RunID, p.Node); job.Name != want || job.Namespace != p.Ref.Namespace {
@@ -94,9 +123,6 @@ func checkJobSpec(t *testing.T, job *batchv1.Job, retries int32, wantDeadline *i
 	}
 	if !equalPtr(s.ActiveDeadlineSeconds, wantDeadline) {
 		t.Errorf("activeDeadlineSeconds = %v, want %v", s.ActiveDeadlineSeconds, wantDeadline)
-	}
-	if s.TTLSecondsAfterFinished == nil || *s.TTLSecondsAfterFinished != 900 {
-		t.Errorf("ttlSecondsAfterFinished = %v, want 900", s.TTLSecondsAfterFinished)
 	}
 	if !equalPtr(s.Completions, new(int32(1))) || !equalPtr(s.Parallelism, new(int32(1))) {
 		t.Errorf("completions/parallelism = %v/%v, want 1/1", s.Completions, s.Parallelism)

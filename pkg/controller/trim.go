@@ -1,0 +1,71 @@
+package controller
+
+import (
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/image-prewarm/image-prewarm/pkg/jobs"
+)
+
+// trimOwned is the transform of the Job and pod informers: like trimNode for nodes, it
+// keeps only what the controller decides on, so the caches hold a few hundred bytes per
+// object instead of the Job's pod template with one init container per image, the
+// managed fields and every status field. What a Job keeps: name, UID, labels (indexes,
+// spec and run), the node annotation, deletion and start times, and its Complete/Failed
+// condition. What a pod keeps: name, labels (the Job index) and its init containers'
+// names with their waiting reason and message or their termination times.
+//
+// Both are plain copies of fields: trimming a trimmed object yields an equal one, so it
+// does not matter that client-go may pass an object through the transform twice.
+func trimOwned(obj any) (any, error) {
+	switch o := obj.(type) {
+	case *batchv1.Job:
+		return trimJob(o), nil
+	case *corev1.Pod:
+		return trimPod(o), nil
+	}
+	return obj, nil
+}
+
+func trimJob(j *batchv1.Job) *batchv1.Job {
+	out := &batchv1.Job{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: j.Name, Namespace: j.Namespace, UID: j.UID, ResourceVersion: j.ResourceVersion,
+			Labels: j.Labels, CreationTimestamp: j.CreationTimestamp, DeletionTimestamp: j.DeletionTimestamp,
+		},
+		Status: batchv1.JobStatus{StartTime: j.Status.StartTime},
+	}
+	if node, ok := j.Annotations[jobs.AnnotationNode]; ok {
+		out.Annotations = map[string]string{jobs.AnnotationNode: node}
+	}
+	for _, c := range j.Status.Conditions {
+		if c.Status == corev1.ConditionTrue && (c.Type == batchv1.JobComplete || c.Type == batchv1.JobFailed) {
+			out.Status.Conditions = append(out.Status.Conditions, batchv1.JobCondition{
+				Type: c.Type, Status: c.Status, Reason: c.Reason, Message: c.Message, LastTransitionTime: c.LastTransitionTime,
+			})
+		}
+	}
+	return out
+}
+
+func trimPod(p *corev1.Pod) *corev1.Pod {
+	out := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{
+		Name: p.Name, Namespace: p.Namespace, UID: p.UID, ResourceVersion: p.ResourceVersion, Labels: p.Labels,
+	}}
+	if len(p.Status.InitContainerStatuses) == 0 {
+		return out
+	}
+	out.Status.InitContainerStatuses = make([]corev1.ContainerStatus, len(p.Status.InitContainerStatuses))
+	for i, st := range p.Status.InitContainerStatuses {
+		trimmed := corev1.ContainerStatus{Name: st.Name}
+		if w := st.State.Waiting; w != nil {
+			trimmed.State.Waiting = &corev1.ContainerStateWaiting{Reason: w.Reason, Message: w.Message}
+		}
+		if t := st.State.Terminated; t != nil {
+			trimmed.State.Terminated = &corev1.ContainerStateTerminated{ExitCode: t.ExitCode, Reason: t.Reason, StartedAt: t.StartedAt, FinishedAt: t.FinishedAt}
+		}
+		out.Status.InitContainerStatuses[i] = trimmed
+	}
+	return out
+}

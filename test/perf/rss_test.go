@@ -1,0 +1,123 @@
+package perf
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/image-prewarm/image-prewarm/pkg/jobs"
+	"github.com/image-prewarm/image-prewarm/test/cluster"
+)
+
+// TestControllerPeakRSS: the controller binary's peak RSS (VmHWM) over one run of N kwok
+// nodes, N = 200, 500 and 1000, window 50, pulls of 2–4 s. Finished Jobs leave once
+// recorded and the Job and pod informers keep only what decisions read, so the memory
+// should follow the window (50 Jobs) more than the cluster; what grows with N is the
+// node cache and the status record.
+func TestControllerPeakRSS(t *testing.T) {
+	kube := needCluster(t)
+	binary := buildController(t)
+	peaks := map[int]float64{}
+	for _, n := range []int{200, 500, 1000} {
+		t.Run(strconv.Itoa(n), func(t *testing.T) { peaks[n] = peakRSS(t, kube, binary, n) })
+	}
+	note := "VmHWM of the image-prewarm binary (controller only) over one run, window 50; nodes deleted between sizes"
+	for _, n := range []int{200, 500, 1000} {
+		if peaks[n] > 0 {
+			results.Add(Figure{Name: fmt.Sprintf("controller peak RSS, %d kwok nodes", n), Unit: "MiB", Values: []float64{peaks[n]}, Note: note})
+		}
+	}
+	for _, n := range []int{500, 1000} {
+		if peaks[n] > 0 && peaks[200] > 0 {
+			results.Add(Figure{Name: fmt.Sprintf("controller peak RSS, %d ÷ 200 kwok nodes", n), Goal: "≤ 1.3", Unit: "ratio",
+				Values: []float64{peaks[n] / peaks[200]}, Note: "same runs"})
+		}
+	}
+}
+
+// peakRSS creates n nodes, runs the controller binary on a spec for them until the run
+// is done and its Jobs are gone, and returns the process's peak RSS in MiB.
+func peakRSS(t *testing.T, kube *cluster.Cluster, binary string, n int) float64 {
+	label := fmt.Sprintf("rss%d", n)
+	createNodes(t, kube, label, n, label)
+	if err := kube.Namespace(t.Context(), label, nil); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(binary, "--kubeconfig="+kube.Kubeconfig, "--namespace="+label, "--noop-image=example.com/noop:1",
+		"--leader-elect=false", "--webhook=false", "--task-api=false", "--metrics-addr=")
+	logFile := filepath.Join(t.TempDir(), "controller.log")
+	log, err := os.Create(logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		_ = cmd.Wait()
+		if t.Failed() {
+			raw, _ := os.ReadFile(logFile)
+			t.Logf("controller log:\n%s", raw[max(0, len(raw)-4000):])
+		}
+	}()
+	start := applySpec(t, kube, label, "spec", label, 50, "harbor.example.com/ml/model:rss")
+	end := waitDone(t, kube, label, "spec", "")
+	err = wait.PollUntilContextTimeout(t.Context(), time.Second, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		list, err := kube.Client.BatchV1().Jobs(label).List(ctx, metav1.ListOptions{LabelSelector: jobs.LabelApp + "=" + jobs.AppName})
+		return err == nil && len(list.Items) == 0, nil
+	})
+	if err != nil {
+		t.Fatalf("Jobs left after the run: %v", err)
+	}
+	peak, err := vmHWM(cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d nodes: run %v, 0 Jobs %v after it; peak RSS %.1f MiB", n, end.Sub(start).Round(time.Second), time.Since(end).Round(time.Second), peak)
+	return peak
+}
+
+// buildController builds cmd/image-prewarm into the test's temporary directory.
+func buildController(t *testing.T) string {
+	t.Helper()
+	_, self, _, _ := runtime.Caller(0)
+	out := filepath.Join(t.TempDir(), "image-prewarm")
+	cmd := exec.Command("go", "build", "-o", out, "./cmd/image-prewarm")
+	cmd.Dir = filepath.Join(filepath.Dir(self), "..", "..")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build image-prewarm: %v: %s", err, msg)
+	}
+	return out
+}
+
+// vmHWM reads a process's peak resident set size, in MiB, from /proc.
+func vmHWM(pid int) (float64, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		if v, ok := strings.CutPrefix(s.Text(), "VmHWM:"); ok {
+			kb, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+			return float64(kb) / 1024, err
+		}
+	}
+	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", pid)
+}
