@@ -29,7 +29,8 @@ const (
 	// MaxSpecBytes bounds the input before decoding, so a huge ConfigMap
 	// cannot make the webhook or the controller spend unbounded memory.
 	MaxSpecBytes = 256 << 10
-	// MaxImages keeps one node Job (one init container per image) reasonable.
+	// MaxImages keeps one node Job (one init container or volume per image or
+	// artifact) reasonable; it bounds images and artifacts together.
 	MaxImages = 200
 	// MaxRegistries bounds the per-run pull Secret.
 	MaxRegistries = 50
@@ -73,8 +74,11 @@ func IsKnownPublicRegistry(host string) bool {
 // Spec is one prewarm set. After Parse (or Default) every field holds its
 // effective value.
 type Spec struct {
-	Registries   []Registry        `json:"registries,omitempty"`
-	Images       []string          `json:"images"`
+	Registries []Registry `json:"registries,omitempty"`
+	Images     []string   `json:"images"`
+	// Artifacts are OCI artifacts (model weights, datasets) to prewarm: references like
+	// images, but nothing in them can run, so only image volumes can pull them.
+	Artifacts    []string          `json:"artifacts,omitempty"`
 	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
 	// Tolerations: nil means "absent" and defaults to tolerating every taint;
 	// a non-nil empty slice means "tolerate nothing". omitzero (not
@@ -114,6 +118,25 @@ type Rollout struct {
 	// recorded, as successful Jobs always are. A pointer: an explicit 0 differs from
 	// absent. Cleanup policy, not content: it is not part of the run ID.
 	KeepFailedJobs *metav1.Duration `json:"keepFailedJobs,omitempty"`
+	// Method is how a node's pull pod pulls: MethodAuto (default), MethodImageVolume or
+	// MethodInitContainers.
+	Method string `json:"method,omitempty"`
+}
+
+// Pull methods (rollout.method).
+const (
+	// MethodAuto uses image volumes on nodes that can mount them and init containers
+	// on the others.
+	MethodAuto = "auto"
+	// MethodImageVolume mounts every reference as an image volume (KEP-4639).
+	MethodImageVolume = "imageVolume"
+	// MethodInitContainers runs the noop binary inside every image.
+	MethodInitContainers = "initContainers"
+)
+
+// References are the images and then the artifacts: everything a node pulls.
+func (s *Spec) References() []string {
+	return append(append(make([]string, 0, len(s.Images)+len(s.Artifacts)), s.Images...), s.Artifacts...)
 }
 
 // Parse decodes data (YAML or JSON) strictly, applies defaults and validates.
@@ -187,6 +210,15 @@ func (s *Spec) KeepFailedJobs() time.Duration {
 		return DefaultKeepFailedJobs
 	}
 	return s.Rollout.KeepFailedJobs.Duration
+}
+
+// PullMethod is rollout.method with its default: empty means MethodAuto. The default
+// is not written into the spec, so a spec without the field keeps its run ID.
+func (r Rollout) PullMethod() string {
+	if r.Method == "" {
+		return MethodAuto
+	}
+	return r.Method
 }
 
 // RunID is a short stable hash of the defaulted spec content: a restarted

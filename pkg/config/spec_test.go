@@ -69,6 +69,17 @@ var validSpecs = map[string]struct {
 	"keep no failed jobs":                {in: "images: [nginx]\nrollout: {keepFailedJobs: 0s}"},
 	"keep failed jobs a day":             {in: "images: [nginx]\nrollout: {keepFailedJobs: 24h}"},
 	"tolerations":                        {in: "images: [nginx]\ntolerations: [{key: gpu, operator: Equal, value: 'true', effect: NoSchedule}, {key: x, operator: Exists}, {key: y, value: z}, {operator: Exists, effect: NoExecute, tolerationSeconds: 60}]"},
+	"artifacts only": {in: "registries: [{server: harbor.x, credentialsSecret: s}]\nartifacts: [harbor.x/models/llama:8b]", check: func(t *testing.T, s *Spec) {
+		if len(s.Artifacts) != 1 || s.Rollout.PullMethod() != MethodAuto || s.Rollout.Method != "" {
+			t.Errorf("artifacts %v, method %q", s.Artifacts, s.Rollout.Method)
+		}
+	}},
+	"image volumes": {in: "images: [nginx]\nartifacts: [ghcr.io/a/model:1]\nrollout: {method: imageVolume}"},
+	"init containers": {in: "images: [nginx]\nrollout: {method: initContainers}", check: func(t *testing.T, s *Spec) {
+		if got := s.References(); len(got) != 1 || got[0] != "nginx" {
+			t.Errorf("References() = %v", got)
+		}
+	}},
 	"once": {in: "images: [nginx]\nonce: true", check: func(t *testing.T, s *Spec) {
 		if !s.Once {
 			t.Error("once not set")
@@ -81,17 +92,21 @@ var invalidSpecs = map[string]struct {
 	wantPaths []string
 	wantMsg   string
 }{
-	"no images":             {in: "registries: []", wantPaths: []string{"images"}, wantMsg: "at least one image"},
-	"empty document":        {in: "", wantPaths: []string{"images"}},
-	"unknown field":         {in: "images: [nginx]\nimagez: [x]", wantMsg: `unknown field "imagez"`},
-	"unknown rollout field": {in: "images: [nginx]\nrollout: {window: 3}", wantMsg: `unknown field "window"`},
-	"duplicate yaml key":    {in: "images: [nginx]\nimages: [redis]", wantMsg: "already set"},
-	"not a mapping":         {in: "[1, 2]", wantMsg: "the spec must be a mapping"},
-	"broken yaml":           {in: "images: [nginx", wantMsg: "yaml"},
-	"images not a list":     {in: "images: nginx", wantPaths: []string{"images"}, wantMsg: "must be a list"},
-	"invalid reference":     {in: "images: [nginx, 'Foo/Bar:1']", wantPaths: []string{"images[1]"}, wantMsg: "must be lowercase"},
-	"empty image":           {in: "images: ['']", wantPaths: []string{"images[0]"}, wantMsg: "invalid reference format"},
-	"duplicate image":       {in: "images: [nginx, docker.io/library/nginx:latest]", wantPaths: []string{"images[1]"}, wantMsg: "duplicate of images[0]"},
+	"no images":                        {in: "registries: []", wantPaths: []string{"images"}, wantMsg: "at least one image"},
+	"artifacts with init containers":   {in: "images: [nginx]\nartifacts: [ghcr.io/a/model:1]\nrollout: {method: initContainers}", wantPaths: []string{"artifacts"}, wantMsg: "cannot prewarm artifacts"},
+	"unknown method":                   {in: "images: [nginx]\nrollout: {method: magic}", wantPaths: []string{"rollout.method"}, wantMsg: `"magic" is not a method`},
+	"artifact duplicates an image":     {in: "images: [nginx]\nartifacts: [docker.io/library/nginx:latest]", wantPaths: []string{"artifacts[0]"}, wantMsg: "duplicate of images[0]"},
+	"artifact on an unlisted registry": {in: "images: [nginx]\nartifacts: [harbor.x/m:1]", wantPaths: []string{"artifacts[0]"}, wantMsg: "not listed"},
+	"empty document":                   {in: "", wantPaths: []string{"images"}},
+	"unknown field":                    {in: "images: [nginx]\nimagez: [x]", wantMsg: `unknown field "imagez"`},
+	"unknown rollout field":            {in: "images: [nginx]\nrollout: {window: 3}", wantMsg: `unknown field "window"`},
+	"duplicate yaml key":               {in: "images: [nginx]\nimages: [redis]", wantMsg: "already set"},
+	"not a mapping":                    {in: "[1, 2]", wantMsg: "the spec must be a mapping"},
+	"broken yaml":                      {in: "images: [nginx", wantMsg: "yaml"},
+	"images not a list":                {in: "images: nginx", wantPaths: []string{"images"}, wantMsg: "must be a list"},
+	"invalid reference":                {in: "images: [nginx, 'Foo/Bar:1']", wantPaths: []string{"images[1]"}, wantMsg: "must be lowercase"},
+	"empty image":                      {in: "images: ['']", wantPaths: []string{"images[0]"}, wantMsg: "invalid reference format"},
+	"duplicate image":                  {in: "images: [nginx, docker.io/library/nginx:latest]", wantPaths: []string{"images[1]"}, wantMsg: "duplicate of images[0]"},
 	"unlisted registry": {
 		in:        "images: [harbor.x/a/b:1]",
 		wantPaths: []string{"images[0]"},

@@ -82,10 +82,11 @@ func (p problems) err() error {
 func (s *Spec) Validate() error {
 	var p problems
 	listed := validateRegistries(s.Registries, s.PullSecret != "", &p)
-	validateImages(s.Images, listed, &p)
+	validateImages(s.Images, s.Artifacts, listed, &p)
 	validateNodeSelector(s.NodeSelector, &p)
 	validateTolerations(s.Tolerations, &p)
 	validateRollout(s.Rollout, &p)
+	validateMethod(s, &p)
 	validatePullSecret(s, &p)
 	return p.err()
 }
@@ -162,19 +163,26 @@ func isBracketedIPv6(host string) bool {
 	return strings.HasPrefix(host, "[") && strings.HasSuffix(host, "]")
 }
 
-func validateImages(images []string, listed map[string]listedRegistry, p *problems) {
-	if len(images) == 0 {
-		p.add("images", "at least one image is required")
+func validateImages(images, artifacts []string, listed map[string]listedRegistry, p *problems) {
+	if len(images)+len(artifacts) == 0 {
+		p.add("images", "at least one image is required (or an artifact in artifacts)")
 		return
 	}
-	if len(images) > MaxImages {
-		p.add("images", "at most %d images are allowed, got %d", MaxImages, len(images))
+	if n := len(images) + len(artifacts); n > MaxImages {
+		p.add("images", "at most %d images and artifacts together are allowed, got %d", MaxImages, n)
 	}
+	seen := make(map[string]string, len(images)+len(artifacts))
+	validateReferences("images", images, listed, seen, p)
+	validateReferences("artifacts", artifacts, listed, seen, p)
+}
+
+// validateReferences checks one list of references (images or artifacts); seen holds
+// every reference checked so far by normalized name, with its path.
+func validateReferences(field string, refs []string, listed map[string]listedRegistry, seen map[string]string, p *problems) {
 	hub, hubCredentials := listed[CanonicalHost("docker.io")]
 	hubCredentials = hubCredentials && hub.credentials
-	seen := make(map[string]int, len(images))
-	for i, image := range images {
-		path := fmt.Sprintf("images[%d]", i)
+	for i, image := range refs {
+		path := fmt.Sprintf("%s[%d]", field, i)
 		named, err := reference.ParseNormalizedNamed(image)
 		if err != nil {
 			p.add(path, "%s is not a valid image reference: %v", quote(image), err)
@@ -182,11 +190,11 @@ func validateImages(images []string, listed map[string]listedRegistry, p *proble
 		}
 		// "nginx" and "docker.io/library/nginx:latest" pull the same thing.
 		key := reference.TagNameOnly(named).String()
-		if j, dup := seen[key]; dup {
-			p.add(path, "%s is a duplicate of images[%d]", quote(image), j)
+		if other, dup := seen[key]; dup {
+			p.add(path, "%s is a duplicate of %s", quote(image), other)
 			continue
 		}
-		seen[key] = i
+		seen[key] = path
 		host := reference.Domain(named)
 		reg, ok := listed[CanonicalHost(host)]
 		switch {
@@ -269,6 +277,19 @@ func validateRollout(r Rollout, p *problems) {
 		p.add("rollout.keepFailedJobs", "is not set (defaults were not applied)")
 	case r.KeepFailedJobs.Duration < 0 || r.KeepFailedJobs.Duration > MaxKeepFailedJobs:
 		p.add("rollout.keepFailedJobs", "must be between 0s and %s, got %s", MaxKeepFailedJobs, r.KeepFailedJobs.Duration)
+	}
+}
+
+// validateMethod: artifacts cannot run, so init containers cannot prewarm them.
+func validateMethod(s *Spec, p *problems) {
+	switch s.Rollout.PullMethod() {
+	case MethodAuto, MethodImageVolume:
+	case MethodInitContainers:
+		if len(s.Artifacts) > 0 {
+			p.add("artifacts", "rollout.method %s cannot prewarm artifacts: nothing in an artifact can run; use %s or %s", MethodInitContainers, MethodImageVolume, MethodAuto)
+		}
+	default:
+		p.add("rollout.method", "%s is not a method: want %s, %s or %s", quote(s.Rollout.Method), MethodAuto, MethodImageVolume, MethodInitContainers)
 	}
 }
 

@@ -277,6 +277,7 @@ func (c *Controller) loadStatus(ctx context.Context, spec string) (*storedStatus
 // has passed. The ConfigMap (every node's result as JSON) is only built when one is due.
 func (c *Controller) writeStatus(ctx context.Context, spec string, rs *runState, nodes []rollout.Node) error {
 	c.fillStatus(rs, nodes)
+	rs.status.Sizes = c.pulls.sizesOf(spec)
 	c.exportMetrics(spec, rs, nodes)
 	if wait := c.opts.StatusInterval - time.Since(rs.lastWrite); wait > 0 {
 		c.queue.AddAfter(spec, wait) // one deferred reconcile writes what changed meanwhile

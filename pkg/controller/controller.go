@@ -65,6 +65,7 @@ type Controller struct {
 	statuses *statusWriter
 	// deletions holds recorded Jobs to delete (cleanup.go), served by its own workers.
 	deletions workqueue.TypedRateLimitingInterface[jobRef]
+	pulls     *pullRecords
 
 	mu   sync.Mutex
 	runs map[string]*runState // by spec name
@@ -102,6 +103,8 @@ func New(client kubernetes.Interface, opts Options) *Controller {
 		runs: map[string]*runState{},
 	}
 	c.statuses.onLanded = c.statusLanded
+	c.pulls = &pullRecords{client: client, namespace: opts.Namespace, slots: make(chan struct{}, recordPullSlots),
+		requeue: func(spec string) { c.queue.Add(spec) }, sizes: map[string]map[string]int64{}}
 	utilruntime.Must(c.jobInformer.AddIndexers(cache.Indexers{indexBySpec: byLabel(jobs.LabelSpec), indexByRun: byLabel(jobs.LabelRun)}))
 	utilruntime.Must(c.podInformer.AddIndexers(cache.Indexers{indexByJob: byLabel(podJobLabel)}))
 	c.addHandlers()
@@ -269,4 +272,10 @@ func (c *Controller) reconcile(ctx context.Context, key string) error {
 		logger.Error(err, "reconcile failed; retrying")
 	}
 	return err
+}
+
+// HasSynced reports whether the informers have delivered their first full list: the
+// leader's /readyz waits for it (pkg/app).
+func (c *Controller) HasSynced() bool {
+	return c.specInformer.HasSynced() && c.jobInformer.HasSynced() && c.podInformer.HasSynced() && c.nodeInformer.HasSynced()
 }

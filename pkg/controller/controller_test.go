@@ -266,7 +266,7 @@ func TestCreatedJobHoldsItsSlotUntilSeen(t *testing.T) {
 	rs := &runState{runID: "r1", spec: spec, status: &status.Status{Results: map[string]status.Result{}},
 		awaiting: map[string]time.Time{"n1": time.Now(), "n2": time.Now().Add(-2 * awaitTimeout)}}
 	cm := specConfigMap("ml", "")
-	nodes, _ := c.observe(t.Context(), cm, rs, newSelection(nil, nil, spec.Images))
+	nodes, _ := c.observe(t.Context(), cm, rs, newSelection(&config.Spec{Images: spec.Images}))
 	want := []rollout.Node{{Name: "n1", Phase: rollout.Running, JobActive: true}, {Name: "n2", Phase: rollout.Pending}}
 	if !slices.Equal(nodes, want) {
 		t.Fatalf("nodes %+v, want %+v (n1 just created, n2's create long ago and never seen)", nodes, want)

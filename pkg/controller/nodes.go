@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
+	"github.com/image-prewarm/image-prewarm/pkg/config"
 	"github.com/image-prewarm/image-prewarm/pkg/jobs"
 )
 
@@ -41,6 +42,9 @@ func trimNode(obj any) (any, error) {
 		out.Status.Images = []corev1.ContainerImage{{Names: []string{fp}}}
 	}
 	out.Annotations = map[string]string{trimmedAnnotation: ""}
+	if supportsImageVolumes(n.Status.NodeInfo) {
+		out.Annotations[imageVolumesAnnotation] = ""
+	}
 	return out, nil
 }
 
@@ -142,22 +146,28 @@ func isReady(n *corev1.Node) bool {
 type selection struct {
 	selector    labels.Selector
 	tolerations []corev1.Toleration
-	images      []uint64 // fingerprints
+	images      []uint64 // fingerprints of the images and artifacts
+	// needsVolumes: the spec's artifacts can only be pulled as image volumes, and
+	// rollout.method auto leaves out the nodes that cannot mount them.
+	needsVolumes bool
 }
 
-func newSelection(nodeSelector map[string]string, tolerations []corev1.Toleration, images []string) selection {
-	fps := make([]uint64, len(images))
-	for i, img := range images {
+func newSelection(spec *config.Spec) selection {
+	refs := spec.References()
+	fps := make([]uint64, len(refs))
+	for i, img := range refs {
 		fps[i] = fingerprint(img)
 	}
-	return selection{selector: labels.SelectorFromSet(nodeSelector), tolerations: tolerations, images: fps}
+	return selection{selector: labels.SelectorFromSet(spec.NodeSelector), tolerations: spec.Tolerations, images: fps,
+		needsVolumes: len(spec.Artifacts) > 0 && spec.Rollout.PullMethod() == config.MethodAuto}
 }
 
 // eligible: Ready, not cordoned, a platform the noop image serves, matching the
 // selector, and every NoSchedule/NoExecute taint tolerated (PreferNoSchedule never
 // blocks scheduling).
 func (s selection) eligible(n *corev1.Node) bool {
-	if !isReady(n) || n.Spec.Unschedulable || !noopServes(n) || !s.selector.Matches(labels.Set(n.Labels)) {
+	if !isReady(n) || n.Spec.Unschedulable || !noopServes(n) || !s.selector.Matches(labels.Set(n.Labels)) ||
+		s.needsVolumes && !mountsImageVolumes(n) {
 		return false
 	}
 	for i := range n.Spec.Taints {

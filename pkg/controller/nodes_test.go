@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/image-prewarm/image-prewarm/pkg/config"
 	"github.com/image-prewarm/image-prewarm/pkg/rollout"
 )
 
@@ -60,7 +61,7 @@ func TestEligible(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			sel := newSelection(tc.selector, tc.tolerations, []string{"nginx:1.27"})
+			sel := newSelection(&config.Spec{NodeSelector: tc.selector, Tolerations: tc.tolerations, Images: []string{"nginx:1.27"}})
 			if got := sel.eligible(tc.node); got != tc.want {
 				t.Fatalf("eligible = %v, want %v", got, tc.want)
 			}
@@ -82,7 +83,7 @@ func TestHasAllImagesThroughTransform(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			obj, _ := trimNode(node("a", ready, images(tc.have...)))
-			sel := newSelection(nil, nil, []string{"nginx:1.27", "harbor.x/ml/a:1"})
+			sel := newSelection(&config.Spec{Images: []string{"nginx:1.27", "harbor.x/ml/a:1"}})
 			if got := sel.hasAllImages(obj.(*corev1.Node)); got != tc.want {
 				t.Fatalf("hasAllImages = %v, want %v", got, tc.want)
 			}
@@ -94,7 +95,7 @@ func TestHasAllImagesThroughTransform(t *testing.T) {
 func TestTrimNodeTwiceKeepsImages(t *testing.T) {
 	once, _ := trimNode(node("a", ready, images("nginx:1.27", "harbor.x/ml/a:1", "other:1")))
 	twice, _ := trimNode(once)
-	sel := newSelection(nil, nil, []string{"nginx:1.27", "harbor.x/ml/a:1"})
+	sel := newSelection(&config.Spec{Images: []string{"nginx:1.27", "harbor.x/ml/a:1"}})
 	if !sel.hasAllImages(twice.(*corev1.Node)) || imageCount(twice.(*corev1.Node)) != 3 {
 		t.Fatalf("after two trims: %d images, hasAllImages %v", imageCount(twice.(*corev1.Node)), sel.hasAllImages(twice.(*corev1.Node)))
 	}

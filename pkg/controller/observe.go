@@ -59,9 +59,9 @@ func observeJob(job *batchv1.Job, pods []*corev1.Pod) observation {
 	return observation{phase: rollout.Running, active: true}
 }
 
-// permanentPullError finds an init container stuck on a pull error that retrying cannot fix.
+// permanentPullError finds a container stuck on a pull error that retrying cannot fix.
 func permanentPullError(pod *corev1.Pod) (string, bool) {
-	for _, st := range pod.Status.InitContainerStatuses {
+	for _, st := range pullingStatuses(pod) {
 		w := st.State.Waiting
 		if w == nil || !pullErrorReasons[w.Reason] {
 			continue
@@ -127,13 +127,19 @@ func jobChanged(old, cur any) bool {
 // registry then says why: "DeadlineExceeded: …; last pull error: ErrImagePull: … refused".
 func lastPullError(pods []*corev1.Pod) string {
 	for _, pod := range pods {
-		for _, st := range pod.Status.InitContainerStatuses {
+		for _, st := range pullingStatuses(pod) {
 			if w := st.State.Waiting; w != nil && pullErrorReasons[w.Reason] {
 				return w.Reason + ": " + w.Message
 			}
 		}
 	}
 	return ""
+}
+
+// pullingStatuses are the statuses that show a pull: the init containers (one per
+// image) and the main container, which waits on its image volumes' pulls.
+func pullingStatuses(pod *corev1.Pod) []corev1.ContainerStatus {
+	return append(append([]corev1.ContainerStatus(nil), pod.Status.InitContainerStatuses...), pod.Status.ContainerStatuses...)
 }
 
 // hasPullError: an init container waits on a failed pull (permanent or not yet known).

@@ -133,7 +133,7 @@ func (c *Controller) rejectSpec(ctx context.Context, cm *corev1.ConfigMap, rs *r
 
 // reconcileRun observes the run's nodes, decides, applies and reports.
 func (c *Controller) reconcileRun(ctx context.Context, cm *corev1.ConfigMap, rs *runState) error {
-	sel := newSelection(rs.spec.NodeSelector, rs.spec.Tolerations, rs.spec.Images)
+	sel := newSelection(rs.spec)
 	nodes, gone := c.observe(ctx, cm, rs, sel)
 	regs := runRegistries(rs.spec)
 	decision := rollout.Decide(rollout.Input{
@@ -243,7 +243,7 @@ func (c *Controller) observeNodeJob(ctx context.Context, cm *corev1.ConfigMap, r
 	if obs.phase == rollout.Succeeded || obs.phase == rollout.Failed {
 		delete(rs.pullErrors, node)
 		c.record(ctx, cm, rs, node, obs.phase, obs.reason)
-		c.countFinished(cm.Name, rs, job, obs, pods)
+		c.countFinished(ctx, cm.Name, rs, job, obs, pods)
 	}
 	return rollout.Node{Name: node, Phase: obs.phase, JobActive: obs.active && !obs.failFast}
 }
@@ -266,8 +266,9 @@ func (c *Controller) record(ctx context.Context, cm *corev1.ConfigMap, rs *runSt
 	}
 }
 
-// countFinished updates Job metrics and pull-duration histograms once per Job.
-func (c *Controller) countFinished(spec string, rs *runState, job *batchv1.Job, obs observation, pods []*corev1.Pod) {
+// countFinished updates Job metrics once per Job, and has the pull recorder read a
+// succeeded Job's pull times and sizes.
+func (c *Controller) countFinished(ctx context.Context, spec string, rs *runState, job *batchv1.Job, obs observation, pods []*corev1.Pod) {
 	if rs.finishedJobs[job.UID] {
 		return
 	}
@@ -280,13 +281,7 @@ func (c *Controller) countFinished(spec string, rs *runState, job *batchv1.Job, 
 	if obs.phase != rollout.Succeeded {
 		return
 	}
-	for _, pod := range pods {
-		for i, d := range pullDurations(pod) {
-			if i < len(rs.spec.Images) {
-				metrics.PullDuration.WithLabelValues(registryLabel(rs.spec, rs.spec.Images[i])).Observe(d.Seconds())
-			}
-		}
-	}
+	c.pulls.record(ctx, spec, rs.spec, pods)
 }
 
 // afterStart marks the nodes just started as running, for counting and status.

@@ -12,6 +12,7 @@ import (
 	"github.com/image-prewarm/image-prewarm/pkg/config"
 	"github.com/image-prewarm/image-prewarm/pkg/jobs"
 	"github.com/image-prewarm/image-prewarm/pkg/logging"
+	"github.com/image-prewarm/image-prewarm/pkg/metrics"
 	"github.com/image-prewarm/image-prewarm/pkg/rollout"
 	"github.com/image-prewarm/image-prewarm/pkg/status"
 )
@@ -27,6 +28,7 @@ func (c *Controller) setRun(spec string, rs *runState) {
 	defer c.mu.Unlock()
 	if rs == nil {
 		delete(c.runs, spec)
+		c.pulls.reset(spec, nil)
 		return
 	}
 	c.runs[spec] = rs
@@ -76,7 +78,11 @@ func (c *Controller) runFor(ctx context.Context, cm *corev1.ConfigMap, spec *con
 		}
 	}
 	if fresh.status.Phase == "" {
-		c.recorder.Eventf(cm, corev1.EventTypeNormal, "RunStarted", "run %s: %d images", runID, len(spec.Images))
+		c.recorder.Eventf(cm, corev1.EventTypeNormal, "RunStarted", "run %s: %d images", runID, len(spec.References()))
+	}
+	c.pulls.reset(cm.Name, fresh.status.Sizes) // a resumed run keeps what its status knew
+	for _, reg := range runRegistries(spec) {
+		metrics.PulledBytes.WithLabelValues(reg) // at 0 from the start, so rates work before the first pull
 	}
 	c.setRun(cm.Name, fresh)
 	return fresh, nil
@@ -124,7 +130,7 @@ func (c *Controller) jobPods(job string) []*corev1.Pod {
 func runRegistries(spec *config.Spec) []string {
 	seen := map[string]bool{}
 	var regs []string
-	for _, img := range spec.Images {
+	for _, img := range spec.References() {
 		if host := registryLabel(spec, img); !seen[host] {
 			seen[host] = true
 			regs = append(regs, host)
@@ -212,8 +218,9 @@ func (c *Controller) recordActive(rs *runState, nodes []rollout.Node, regs []str
 
 func (c *Controller) jobParams(rs *runState, node string) jobs.JobParams {
 	spec := rs.spec
-	images := make([]jobs.ImagePull, len(spec.Images))
-	for i, img := range spec.Images {
+	refs := spec.References()
+	images := make([]jobs.ImagePull, len(refs))
+	for i, img := range refs {
 		images[i] = jobs.ImagePull{Image: img, PullPolicy: spec.PullPolicyFor(img)}
 	}
 	p := jobs.JobParams{
@@ -226,6 +233,7 @@ func (c *Controller) jobParams(rs *runState, node string) jobs.JobParams {
 		PullTimeout:    spec.Rollout.PullTimeout.Duration,
 		// The controller deletes the Job once recorded; the TTL is for no controller.
 		TTLAfterFinished: spec.KeepFailedJobs() + backstopGrace,
+		Method:           c.pullMethod(spec, node),
 	}
 	if spec.Rollout.Retries != nil {
 		p.Retries = *spec.Rollout.Retries

@@ -53,11 +53,20 @@ func trimPod(p *corev1.Pod) *corev1.Pod {
 	out := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{
 		Name: p.Name, Namespace: p.Namespace, UID: p.UID, ResourceVersion: p.ResourceVersion, Labels: p.Labels,
 	}}
-	if len(p.Status.InitContainerStatuses) == 0 {
-		return out
+	// Init containers show each image's pull (init-container method); the main
+	// container waits on its image volumes' pulls (image-volume method).
+	out.Status.InitContainerStatuses = trimStatuses(p.Status.InitContainerStatuses)
+	out.Status.ContainerStatuses = trimStatuses(p.Status.ContainerStatuses)
+	return out
+}
+
+// trimStatuses keeps a container's waiting reason and message and its run times.
+func trimStatuses(statuses []corev1.ContainerStatus) []corev1.ContainerStatus {
+	if len(statuses) == 0 {
+		return nil
 	}
-	out.Status.InitContainerStatuses = make([]corev1.ContainerStatus, len(p.Status.InitContainerStatuses))
-	for i, st := range p.Status.InitContainerStatuses {
+	out := make([]corev1.ContainerStatus, len(statuses))
+	for i, st := range statuses {
 		trimmed := corev1.ContainerStatus{Name: st.Name}
 		if w := st.State.Waiting; w != nil {
 			trimmed.State.Waiting = &corev1.ContainerStateWaiting{Reason: w.Reason, Message: w.Message}
@@ -65,7 +74,7 @@ func trimPod(p *corev1.Pod) *corev1.Pod {
 		if t := st.State.Terminated; t != nil {
 			trimmed.State.Terminated = &corev1.ContainerStateTerminated{ExitCode: t.ExitCode, Reason: t.Reason, StartedAt: t.StartedAt, FinishedAt: t.FinishedAt}
 		}
-		out.Status.InitContainerStatuses[i] = trimmed
+		out[i] = trimmed
 	}
 	return out
 }

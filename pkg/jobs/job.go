@@ -72,6 +72,8 @@ type JobParams struct {
 	// each finished Job itself once its outcome is recorded, so this is only a
 	// backstop for Jobs no controller is left to delete.
 	TTLAfterFinished time.Duration
+	// Method: empty means MethodInitContainers.
+	Method Method
 }
 
 // BuildJob builds the Job that pulls p.Images onto p.Node. It never carries
@@ -163,6 +165,9 @@ func buildPodSpec(p JobParams) corev1.PodSpec {
 		// 63 characters a container name allows.
 		spec.InitContainers = append(spec.InitContainers, container(PullContainerName(i), img.Image,
 			img.PullPolicy, []string{NoopDir + NoopBinary}, run))
+	}
+	if p.Method == MethodImageVolume {
+		return withImageVolumes(spec, p.Images)
 	}
 	return spec
 }

@@ -16,7 +16,8 @@
 //	image_prewarm_jobs_created_total{spec}                              counter, prewarm Jobs created
 //	image_prewarm_jobs_finished_total{spec,result}                      counter, result=succeeded|failed|cancelled
 //	image_prewarm_node_failures_total{spec,reason}                      counter, reason class (see ReasonClass)
-//	image_prewarm_image_pull_duration_seconds{registry}                 histogram, one image on one node, from init-container timestamps
+//	image_prewarm_image_pull_duration_seconds{registry}                 histogram, one image on one node, from kubelet's Pulled Event (init-container timestamps where there is none)
+//	image_prewarm_image_pulled_bytes_total{registry}                    counter, bytes of the images pulled, from kubelet's Pulled Events
 //	image_prewarm_secrets_created_total                                 counter, ephemeral pull Secrets created
 //	image_prewarm_secrets_deleted_total                                 counter, ephemeral pull Secrets deleted
 //	image_prewarm_secrets_active                                        gauge, ephemeral pull Secrets created and not yet deleted by this process
@@ -69,8 +70,9 @@ var (
 	JobsFinished = counter("jobs_finished_total", "Prewarm Jobs finished by result.", "spec", "result")
 	NodeFailures = counter("node_failures_total", "Nodes that failed to prewarm by reason class.", "spec", "reason")
 
-	PullDuration = histogram("image_pull_duration_seconds", "Time to pull one image on one node, from init-container timestamps.",
+	PullDuration = histogram("image_pull_duration_seconds", "Time to pull one image on one node, from kubelet's Pulled Event (init-container timestamps where there is none).",
 		[]float64{1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200}, "registry")
+	PulledBytes = counter("image_pulled_bytes_total", "Bytes of the images pulled, as kubelet's Pulled Events report them.", "registry")
 
 	SecretsCreated   = counter("secrets_created_total", "Ephemeral pull Secrets created.")
 	SecretsDeleted   = counter("secrets_deleted_total", "Ephemeral pull Secrets deleted.")

@@ -38,6 +38,8 @@ const (
 	KeyFinished = "finishTime"
 	KeyFailed   = "failedNodes"
 	KeyResults  = "results"
+	// KeySizes holds each pulled reference's size in bytes, as kubelet reported it.
+	KeySizes = "imageSizes"
 	// LabelStatusOf names the spec a status ConfigMap belongs to.
 	LabelStatusOf = "image-prewarm.io/status-of"
 )
@@ -60,6 +62,9 @@ type Status struct {
 	Finished time.Time
 	// Results holds every node that reported, by name.
 	Results map[string]Result
+	// Sizes are the images' and artifacts' sizes in bytes, by reference, from
+	// kubelet's Pulled Events; a reference no node has pulled yet is absent.
+	Sizes map[string]int64 `json:",omitempty"`
 }
 
 // Name returns the status ConfigMap name for a spec.
@@ -99,6 +104,13 @@ func (s *Status) ConfigMap(namespace string, labels map[string]string) (*corev1.
 		KeyFailed:  s.failedNodes(),
 		KeyResults: string(results),
 	}
+	if len(s.Sizes) > 0 {
+		sizes, err := json.Marshal(s.Sizes)
+		if err != nil {
+			return nil, fmt.Errorf("encode sizes: %w", err)
+		}
+		data[KeySizes] = string(sizes)
+	}
 	if !s.Started.IsZero() {
 		data[KeyStarted] = s.Started.UTC().Format(time.RFC3339)
 	}
@@ -118,6 +130,11 @@ func FromConfigMap(spec string, cm *corev1.ConfigMap) (*Status, error) {
 	if raw := cm.Data[KeyResults]; raw != "" {
 		if err := json.Unmarshal([]byte(raw), &s.Results); err != nil {
 			return nil, fmt.Errorf("status %s: results: %w", cm.Name, err)
+		}
+	}
+	if raw := cm.Data[KeySizes]; raw != "" {
+		if err := json.Unmarshal([]byte(raw), &s.Sizes); err != nil {
+			return nil, fmt.Errorf("status %s: %s: %w", cm.Name, KeySizes, err)
 		}
 	}
 	s.Total, _ = strconv.Atoi(cm.Data[KeyTotal])

@@ -18,7 +18,9 @@
 //
 // The body is one JSON object (Content-Type: application/json, at most 1 MiB):
 //
-//	images        list of image references, required (1..200)
+//	images        list of image references (images and artifacts together 1..200)
+//	artifacts     list of OCI artifact references (model weights, datasets): pulled as
+//	              image volumes only, on nodes that can mount them
 //	batchSize     nodes pulling at once (the rolling window), 1..10000, default 10
 //	registry      registry host[:port] the credentials are for, e.g. "harbor.example.com"
 //	username      registry user (no ':')

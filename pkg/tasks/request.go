@@ -33,12 +33,14 @@ const (
 )
 
 // knownFields are the request's fields, in the order messages list them.
-var knownFields = []string{"images", "batchSize", "registry", "username", "password", "nodeSelector"}
+var knownFields = []string{"images", "artifacts", "batchSize", "registry", "username", "password", "nodeSelector"}
 
 // Request is a decoded, validated task request. Credential formats redacted (String,
 // GoString, MarshalJSON), so logging a Request never shows the password.
 type Request struct {
 	Images []string
+	// Artifacts are OCI artifacts (model weights): pulled as image volumes only.
+	Artifacts []string
 	// BatchSize is the rolling window: DefaultBatchSize when the request gave none.
 	BatchSize    int
 	NodeSelector map[string]string
@@ -54,6 +56,7 @@ func (r *Request) HasCredentials() bool { return r.Credential.Server != "" }
 func (r *Request) Spec(id string) *config.Spec {
 	s := &config.Spec{
 		Images:       append([]string(nil), r.Images...),
+		Artifacts:    append([]string(nil), r.Artifacts...),
 		NodeSelector: r.NodeSelector,
 		Rollout:      config.Rollout{MaxConcurrentNodes: intstr.FromInt32(int32(r.BatchSize))},
 		Once:         true,
@@ -146,7 +149,9 @@ func decodeField(req *Request, name string, v json.RawMessage) error {
 	}
 	switch name {
 	case "images":
-		return decodeImages(req, v)
+		return decodeReferences(&req.Images, name, v)
+	case "artifacts":
+		return decodeReferences(&req.Artifacts, name, v)
 	case "batchSize":
 		var n int
 		if err := json.Unmarshal(v, &n); err != nil {
@@ -176,18 +181,20 @@ func decodeField(req *Request, name string, v json.RawMessage) error {
 	return nil
 }
 
-// decodeImages decodes element by element, so a wrong type names its index.
-func decodeImages(req *Request, v json.RawMessage) error {
+// decodeReferences decodes images or artifacts element by element, so a wrong type
+// names its index.
+func decodeReferences(into *[]string, field string, v json.RawMessage) error {
 	var items []json.RawMessage
 	if err := json.Unmarshal(v, &items); err != nil {
-		return badRequest("images", "must be a list of image references (strings), got %s", jsonKind(v))
+		return badRequest(field, "must be a list of image references (strings), got %s", jsonKind(v))
 	}
-	req.Images = make([]string, len(items))
+	refs := make([]string, len(items))
 	for i, item := range items {
-		if err := json.Unmarshal(item, &req.Images[i]); err != nil || string(item) == "null" {
-			return badRequest(fmt.Sprintf("images[%d]", i), "must be an image reference (a string), got %s", jsonKind(item))
+		if err := json.Unmarshal(item, &refs[i]); err != nil || string(item) == "null" {
+			return badRequest(fmt.Sprintf("%s[%d]", field, i), "must be an image reference (a string), got %s", jsonKind(item))
 		}
 	}
+	*into = refs
 	return nil
 }
 

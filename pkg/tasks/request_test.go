@@ -25,6 +25,10 @@ func TestDecodeRequestAccepts(t *testing.T) {
 			body: `{"images":["nginx:1.27"]}`,
 			want: Request{Images: []string{"nginx:1.27"}, BatchSize: DefaultBatchSize},
 		},
+		"artifacts only, with credentials": {
+			body: `{"artifacts":["harbor.example.com/models/llama:8b"],"registry":"harbor.example.com","username":"robot$x","password":"p:a ss"}`,
+			want: Request{Artifacts: []string{"harbor.example.com/models/llama:8b"}, BatchSize: DefaultBatchSize, Credential: harbor},
+		},
 		"every field": {
 			body: `{"images":["harbor.example.com/ml/a:1","nginx"],"batchSize":3,"registry":"harbor.example.com",
 				"username":"robot$x","password":"p:a ss","nodeSelector":{"pool":"gpu","zone":""}}`,

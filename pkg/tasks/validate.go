@@ -82,12 +82,13 @@ func (r *Request) checkImageRegistries(report func(field, msg string), cover fun
 	want := config.CanonicalHost(looseHost(r.Credential.Server))
 	used := false
 	var unlisted []Problem
-	for i, image := range r.Images {
+	refs, fields := r.references()
+	for i, image := range refs {
 		host, err := config.RegistryHost(image)
 		if err != nil {
 			continue // the spec reports the invalid reference
 		}
-		field := fmt.Sprintf("images[%d]", i)
+		field := fields[i]
 		switch {
 		case given && config.CanonicalHost(host) == want:
 			used = true
@@ -100,7 +101,7 @@ func (r *Request) checkImageRegistries(report func(field, msg string), cover fun
 		}
 	}
 	// The registry first: when it is mistyped, the images' problems follow from it.
-	if valid && !used && len(r.Images) > 0 {
+	if valid && !used && len(refs) > 0 {
 		report("registry", fmt.Sprintf("%s serves none of the images; it must be the registry host the images name, e.g. \"harbor.example.com\" for harbor.example.com/team/app:1", quote(r.Credential.Server)))
 	}
 	for _, p := range unlisted {
@@ -152,4 +153,15 @@ func requestField(path string) string {
 	// Every other spec field is set by the API, not the caller: a problem there is
 	// this package's bug, reported against the body rather than hidden.
 	return "body"
+}
+
+// references are the images and then the artifacts, with the field naming each.
+func (r *Request) references() (refs, fields []string) {
+	for i, img := range r.Images {
+		refs, fields = append(refs, img), append(fields, fmt.Sprintf("images[%d]", i))
+	}
+	for i, a := range r.Artifacts {
+		refs, fields = append(refs, a), append(fields, fmt.Sprintf("artifacts[%d]", i))
+	}
+	return refs, fields
 }

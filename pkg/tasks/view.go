@@ -26,6 +26,7 @@ type Task struct {
 	State        string            `json:"state"`
 	Message      string            `json:"message,omitempty"`
 	Images       []string          `json:"images"`
+	Artifacts    []string          `json:"artifacts,omitempty"`
 	BatchSize    int               `json:"batchSize"`
 	Registry     string            `json:"registry,omitempty"`
 	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
@@ -152,7 +153,7 @@ func taskView(id string, specCM, statusCM *corev1.ConfigMap) *Task {
 	t := &Task{TaskID: id, State: status.PhasePending, Images: []string{}, FailedNodes: []FailedNode{},
 		CreatedBy: specCM.Annotations[AnnotationCreatedBy], CreatedAt: createdAt(specCM)}
 	if spec, err := config.FromConfigMap(specCM); err == nil {
-		t.Images, t.NodeSelector = spec.Images, spec.NodeSelector
+		t.Images, t.Artifacts, t.NodeSelector = spec.Images, spec.Artifacts, spec.NodeSelector
 		t.BatchSize = int(spec.Rollout.MaxConcurrentNodes.IntVal)
 		if len(spec.Registries) > 0 {
 			t.Registry = spec.Registries[0].Server

@@ -123,6 +123,8 @@ func checkAccess(t *testing.T, client kubernetes.Interface, ns, lease string) {
 		"configmaps delete":            {attrs{Namespace: ns, Resource: "configmaps", Verb: "delete"}, true},
 		"events create":                {attrs{Namespace: ns, Resource: "events", Verb: "create"}, true},
 		"events patch":                 {attrs{Namespace: ns, Resource: "events", Verb: "patch"}, true},
+		"events list (Pulled)":         {attrs{Namespace: ns, Resource: "events", Verb: "list"}, true},
+		"events list elsewhere":        {attrs{Namespace: other, Resource: "events", Verb: "list"}, false},
 		"lease create":                 {attrs{Namespace: ns, Group: "coordination.k8s.io", Resource: "leases", Verb: "create"}, true},
 		"lease get":                    {attrs{Namespace: ns, Group: "coordination.k8s.io", Resource: "leases", Verb: "get", Name: lease}, true},
 		"lease update":                 {attrs{Namespace: ns, Group: "coordination.k8s.io", Resource: "leases", Verb: "update", Name: lease}, true},

@@ -62,10 +62,11 @@ func buildBinary(dir string) (string, error) {
 
 // env is one test's namespace and its controller process.
 type env struct {
-	t       *testing.T
-	ns      string
-	logFile string
-	taskURL string
+	t          *testing.T
+	ns         string
+	logFile    string
+	taskURL    string
+	metricsURL string
 }
 
 func newEnv(t *testing.T) *env {
@@ -90,6 +91,7 @@ func (e *env) startController() {
 	e.t.Helper()
 	ports := freePorts(e.t, 2)
 	e.taskURL = "http://127.0.0.1:" + strconv.Itoa(ports[0])
+	e.metricsURL = "http://127.0.0.1:" + strconv.Itoa(ports[1]) + "/metrics"
 	e.logFile = filepath.Join(e.t.TempDir(), "controller.log")
 	log, err := os.Create(e.logFile)
 	if err != nil {
@@ -98,7 +100,7 @@ func (e *env) startController() {
 	cmd := exec.Command(binary, "--kubeconfig="+kube.Kubeconfig, "--namespace="+e.ns,
 		"--noop-image="+kube.NoopImage, "--leader-elect=false", "--webhook=false",
 		"--task-api-plain-http", "--task-api-addr=127.0.0.1:"+strconv.Itoa(ports[0]),
-		"--metrics-addr=127.0.0.1:"+strconv.Itoa(ports[1]), "-v=2")
+		"--metrics-addr=127.0.0.1:"+strconv.Itoa(ports[1]), "--metrics-secure=false", "-v=2")
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		e.t.Fatal(err)
@@ -122,7 +124,8 @@ func (e *env) controllerLog() string {
 	return string(raw)
 }
 
-// spec applies a prewarm spec that targets the real node only.
+// spec applies a prewarm spec that targets the real node only; extra is appended
+// as written (rollout, artifacts).
 func (e *env) spec(name string, registries []string, images []string, extra string) {
 	e.t.Helper()
 	var b strings.Builder
@@ -132,7 +135,9 @@ func (e *env) spec(name string, registries []string, images []string, extra stri
 			b.WriteString("  - " + r + "\n")
 		}
 	}
-	b.WriteString("images:\n")
+	if len(images) > 0 {
+		b.WriteString("images:\n")
+	}
 	for _, img := range images {
 		b.WriteString("  - " + img + "\n")
 	}

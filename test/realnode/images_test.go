@@ -24,6 +24,8 @@ const (
 	largeRepo   = "private/large"   // 200 MiB of incompressible layers
 	foreignRepo = "private/foreign" // published for another architecture only
 	missingRepo = "private/missing" // never pushed
+	modelRepo   = "private/model"   // an OCI artifact of 128 MiB with a config of its own type
+	volumeRepo  = "private/volume"  // runnable, prewarmed through an image volume
 )
 
 func ref(repo string) string { return kube.Registry.Host + "/" + repo + ":v1" }
@@ -42,6 +44,14 @@ func pushTestImages(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	model, err := images.Artifact(128, 5, images.ArtifactModelConfig)
+	if err != nil {
+		return err
+	}
+	volume, err := runnable(ctx, 6)
+	if err != nil {
+		return err
+	}
 	scratch, err := images.Scratch()
 	if err != nil {
 		return err
@@ -54,7 +64,7 @@ func pushTestImages(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	for repo, content := range map[string]remote.Taggable{appRepo: app, taskRepo: task, lockedRepo: locked, scratchRepo: scratch, largeRepo: large, foreignRepo: foreign} {
+	for repo, content := range map[string]remote.Taggable{appRepo: app, taskRepo: task, lockedRepo: locked, modelRepo: model, volumeRepo: volume, scratchRepo: scratch, largeRepo: large, foreignRepo: foreign} {
 		if err := kube.Registry.Push(ctx, ref(repo), content); err != nil {
 			return fmt.Errorf("push %s: %w", repo, err)
 		}

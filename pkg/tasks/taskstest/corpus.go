@@ -69,6 +69,8 @@ func wrongTypes() []Case {
 		bad("images[1]: null", `{"images":["nginx:1.27",null]}`, "images[1]"),
 		bad("images[0]: list", `{"images":[["nginx:1.27"]]}`, "images[0]"),
 		bad("images[0]: object", `{"images":[{"image":"nginx:1.27"}]}`, "images[0]"),
+		bad("artifacts: string", withImages(`"artifacts":"ghcr.io/a/m:1"`), "artifacts"),
+		bad("artifacts[1]: number", withImages(`"artifacts":["ghcr.io/a/m:1",2]`), "artifacts[1]"),
 		bad("batchSize: word", withImages(`"batchSize":"x"`), "batchSize"),
 		bad("batchSize: numeric string", withImages(`"batchSize":"10"`), "batchSize"),
 		bad("batchSize: fraction", withImages(`"batchSize":1.5`), "batchSize"),
@@ -98,6 +100,8 @@ func badValues() []Case {
 	cs := []Case{
 		bad("no fields", `{}`, "images"),
 		bad("images: empty", `{"images":[]}`, "images"),
+		bad("artifacts: unlisted registry", `{"artifacts":["harbor.example.com/m:1"]}`, "artifacts[0]"),
+		bad("artifacts: invalid reference", `{"artifacts":["UPPER/m:1"]}`, "artifacts[0]"),
 		bad("images: null", `{"images":null}`, "images"),
 		bad("images: 201", `{"images":[`+strings.Join(many, ",")+`]}`, "images"),
 		bad("images: duplicate", `{"images":["nginx","nginx:latest"]}`, "images[1]"),
