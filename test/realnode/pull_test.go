@@ -99,8 +99,9 @@ func TestPullFailuresOnRealNode(t *testing.T) {
 	e.basicAuth("right", cluster.RegistryUser, kube.Registry.Password)
 	e.basicAuth("wrong", cluster.RegistryUser, "Wrong-"+kube.Registry.Password)
 	e.startController()
-	// A long deadline: failing "in seconds, not at pullTimeout" must be the fail-fast path.
-	const slow = "rollout: {pullTimeout: 30m}\n"
+	// A long deadline: failing "in seconds, not at pullTimeout" must be the fail-fast
+	// path. Init containers here; the image-volume method's 401 is in imagevolume_test.
+	const slow = "rollout: {pullTimeout: 30m, method: initContainers}\n"
 	cases := map[string]struct {
 		secret, repo string
 		want         string
@@ -134,7 +135,7 @@ func (e *env) registryOutageIsTransient(t *testing.T) {
 		}
 	})
 	start := time.Now()
-	e.spec("outage", []string{registryEntry("right")}, []string{ref("private/outage")}, "rollout: {pullTimeout: 1m}\n")
+	e.spec("outage", []string{registryEntry("right")}, []string{ref("private/outage")}, "rollout: {pullTimeout: 1m, method: initContainers}\n")
 	e.eventually("kubelet reports the failed pull", time.Minute, func(ctx context.Context) (bool, error) {
 		return e.podWaitingOnPull(ctx), nil
 	})
@@ -158,7 +159,7 @@ func (e *env) podWaitingOnPull(ctx context.Context) bool {
 		return false
 	}
 	for _, p := range pods.Items {
-		for _, s := range p.Status.InitContainerStatuses {
+		for _, s := range append(p.Status.InitContainerStatuses, p.Status.ContainerStatuses...) {
 			if w := s.State.Waiting; w != nil && (w.Reason == "ErrImagePull" || w.Reason == "ImagePullBackOff") {
 				return true
 			}
@@ -180,7 +181,8 @@ func TestScratchLargeAndForeignArch(t *testing.T) {
 	e.basicAuth("right", cluster.RegistryUser, kube.Registry.Password)
 	s390x := e.fakeNode("s390x", map[string]string{cluster.RealNodeLabel: "true", "kubernetes.io/arch": "s390x"})
 	e.startController()
-	e.spec("big", []string{registryEntry("right")}, []string{ref(scratchRepo), ref(largeRepo)}, "rollout: {pullTimeout: 10m}\n")
+	// Init containers: the case the noop binary exists for, shell-less images run it.
+	e.spec("big", []string{registryEntry("right")}, []string{ref(scratchRepo), ref(largeRepo)}, "rollout: {pullTimeout: 10m, method: initContainers}\n")
 	st := e.waitStatus("big", "scratch and large prewarmed", 8*time.Minute, done)
 	if st.Phase != status.PhaseSucceeded || st.Total != 1 {
 		t.Fatalf("phase %s, total %d, results %v; want Succeeded on the real node only", st.Phase, st.Total, st.Results)
