@@ -103,8 +103,10 @@ func New(client kubernetes.Interface, opts Options) *Controller {
 		runs: map[string]*runState{},
 	}
 	c.statuses.onLanded = c.statusLanded
-	c.pulls = &pullRecords{client: client, namespace: opts.Namespace, slots: make(chan struct{}, recordPullSlots),
-		requeue: func(spec string) { c.queue.Add(spec) }, sizes: map[string]map[string]int64{}}
+	var pulled informers.SharedInformerFactory
+	c.pulls, pulled = newPullRecords(client, opts.Namespace)
+	c.pulls.specOf, c.pulls.requeue = c.specOfPod, func(spec string) { c.queue.Add(spec) }
+	c.factories = append(c.factories, pulled)
 	utilruntime.Must(c.jobInformer.AddIndexers(cache.Indexers{indexBySpec: byLabel(jobs.LabelSpec), indexByRun: byLabel(jobs.LabelRun)}))
 	utilruntime.Must(c.podInformer.AddIndexers(cache.Indexers{indexByJob: byLabel(podJobLabel)}))
 	c.addHandlers()
@@ -278,4 +280,23 @@ func (c *Controller) reconcile(ctx context.Context, key string) error {
 // leader's /readyz waits for it (pkg/app).
 func (c *Controller) HasSynced() bool {
 	return c.specInformer.HasSynced() && c.jobInformer.HasSynced() && c.podInformer.HasSynced() && c.nodeInformer.HasSynced()
+}
+
+// specOfPod finds the spec and current references of one of our pods, for a Pulled
+// Event: the pod's spec label names the run's spec.
+func (c *Controller) specOfPod(pod string) (string, []string, func(string) string, bool) {
+	obj, ok, _ := c.podInformer.GetStore().GetByKey(c.opts.Namespace + "/" + pod)
+	if !ok {
+		return "", nil, nil, false
+	}
+	p := obj.(*corev1.Pod)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for name, rs := range c.runs {
+		if jobs.SpecLabelValue(name) == p.Labels[jobs.LabelSpec] && rs.runID == p.Labels[jobs.LabelRun] {
+			spec := rs.spec
+			return name, spec.References(), func(image string) string { return registryLabel(spec, image) }, true
+		}
+	}
+	return "", nil, nil, false
 }

@@ -2,45 +2,48 @@ package controller
 
 import (
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 
-	"github.com/image-prewarm/image-prewarm/pkg/config"
 	"github.com/image-prewarm/image-prewarm/pkg/metrics"
 )
 
 func TestPullRecordsReadKubeletsPulledEvents(t *testing.T) {
-	pulled := func(name, msg string) *corev1.Event {
-		return &corev1.Event{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ns"}, Reason: "Pulled", Message: msg,
-			InvolvedObject: corev1.ObjectReference{Kind: "Pod", Name: "pod-a", Namespace: "ns"}}
+	r, _ := newPullRecords(fake.NewClientset(), "ns")
+	requeued := []string{}
+	r.requeue = func(spec string) { requeued = append(requeued, spec) }
+	r.specOf = func(pod string) (string, []string, func(string) string, bool) {
+		return "models", []string{"reg.x/m:1"}, func(string) string { return "reg.x" }, pod == "pod-a"
 	}
-	client := fake.NewClientset(
-		pulled("e1", `Successfully pulled image "reg.x/m:1" in 2s (2.5s including waiting). Image size: 1000 bytes.`),
-		pulled("e2", `Successfully pulled image "ghcr.io/image-prewarm/image-prewarm:v1" in 1s (1s including waiting). Image size: 5 bytes.`),
-	)
-	requeued := make(chan string, 1)
-	r := &pullRecords{client: client, namespace: "ns", slots: make(chan struct{}, 1), sizes: map[string]map[string]int64{},
-		requeue: func(spec string) { requeued <- spec }}
-	spec := &config.Spec{Registries: []config.Registry{{Server: "reg.x"}}, Artifacts: []string{"reg.x/m:1"}}
-	before := testutil.ToFloat64(metrics.PulledBytes.WithLabelValues("reg.x"))
-	r.record(t.Context(), "models", spec, []*corev1.Pod{{ObjectMeta: metav1.ObjectMeta{Name: "pod-a"}}})
-	select {
-	case got := <-requeued:
-		if got != "models" {
-			t.Fatalf("requeued %q", got)
+	event := func(pod, msg string) *corev1.Event {
+		ev := &corev1.Event{ObjectMeta: metav1.ObjectMeta{Name: pod + "-e", ManagedFields: []metav1.ManagedFieldsEntry{{}}}, Reason: "Pulled", Message: msg,
+			InvolvedObject: corev1.ObjectReference{Kind: "Pod", Name: pod}}
+		trimmed, _ := trimEvent(ev)
+		again, _ := trimEvent(trimmed)
+		if again != trimmed {
+			t.Fatal("trimEvent must pass a trimmed Event through")
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("a newly learned size must requeue the spec")
+		return trimmed.(*corev1.Event)
+	}
+	before := testutil.ToFloat64(metrics.PulledBytes.WithLabelValues("reg.x"))
+	r.observe(event("pod-a", `Successfully pulled image "reg.x/m:1" in 2s (2.5s including waiting). Image size: 1000 bytes.`))
+	r.observe(event("pod-a", `Successfully pulled image "ghcr.io/image-prewarm/image-prewarm:v1" in 1s (1s including waiting). Image size: 5 bytes.`))
+	r.observe(event("other", `Successfully pulled image "reg.x/m:1" in 2s (2s including waiting). Image size: 7 bytes.`))
+	r.observe(event("pod-a", `Successfully pulled image "reg.x/m:1" in 1s (1s including waiting). Image size: 1000 bytes.`))
+	if len(requeued) != 1 || requeued[0] != "models" {
+		t.Fatalf("requeued %v: want the spec once, when its size was first learned", requeued)
 	}
 	if sizes := r.sizesOf("models"); len(sizes) != 1 || sizes["reg.x/m:1"] != 1000 {
-		t.Fatalf("sizes %v: want only the artifact's, not our noop image's", sizes)
+		t.Fatalf("sizes %v: want only the artifact's, not our noop image's nor another pod's", sizes)
 	}
-	if got := testutil.ToFloat64(metrics.PulledBytes.WithLabelValues("reg.x")) - before; got != 1000 {
-		t.Fatalf("pulled bytes grew by %v, want 1000", got)
+	if got := testutil.ToFloat64(metrics.PulledBytes.WithLabelValues("reg.x")) - before; got != 2000 {
+		t.Fatalf("pulled bytes grew by %v, want 2000 (two pulls of our pod)", got)
+	}
+	if !r.takeDescribed("models", "pod-a") || r.takeDescribed("models", "pod-a") {
+		t.Fatal("a described pod is reported once, then forgotten")
 	}
 	r.reset("models", nil)
 	if r.sizesOf("models") != nil {

@@ -243,7 +243,7 @@ func (c *Controller) observeNodeJob(ctx context.Context, cm *corev1.ConfigMap, r
 	if obs.phase == rollout.Succeeded || obs.phase == rollout.Failed {
 		delete(rs.pullErrors, node)
 		c.record(ctx, cm, rs, node, obs.phase, obs.reason)
-		c.countFinished(ctx, cm.Name, rs, job, obs, pods)
+		c.countFinished(cm.Name, rs, job, obs, pods)
 	}
 	return rollout.Node{Name: node, Phase: obs.phase, JobActive: obs.active && !obs.failFast}
 }
@@ -266,9 +266,9 @@ func (c *Controller) record(ctx context.Context, cm *corev1.ConfigMap, rs *runSt
 	}
 }
 
-// countFinished updates Job metrics once per Job, and has the pull recorder read a
-// succeeded Job's pull times and sizes.
-func (c *Controller) countFinished(ctx context.Context, spec string, rs *runState, job *batchv1.Job, obs observation, pods []*corev1.Pod) {
+// countFinished updates Job metrics once per Job, and pull durations from container
+// timestamps for the pods no Pulled Event described.
+func (c *Controller) countFinished(spec string, rs *runState, job *batchv1.Job, obs observation, pods []*corev1.Pod) {
 	if rs.finishedJobs[job.UID] {
 		return
 	}
@@ -278,10 +278,16 @@ func (c *Controller) countFinished(ctx context.Context, spec string, rs *runStat
 		result = "failed"
 	}
 	metrics.JobsFinished.WithLabelValues(spec, result).Inc()
-	if obs.phase != rollout.Succeeded {
-		return
+	for _, pod := range pods {
+		if c.pulls.takeDescribed(spec, pod.Name) || obs.phase != rollout.Succeeded {
+			continue // kubelet's Pulled Events gave its pulls, or it did not finish them
+		}
+		for i, d := range pullDurations(pod) {
+			if refs := rs.spec.References(); i < len(refs) {
+				metrics.PullDuration.WithLabelValues(registryLabel(rs.spec, refs[i])).Observe(d.Seconds())
+			}
+		}
 	}
-	c.pulls.record(ctx, spec, rs.spec, pods)
 }
 
 // afterStart marks the nodes just started as running, for counting and status.

@@ -13,6 +13,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/image-prewarm/image-prewarm/pkg/config"
 	"github.com/image-prewarm/image-prewarm/pkg/jobs"
@@ -291,23 +293,27 @@ type podWatch struct {
 }
 
 // watchPods starts a podWatch on the namespace's prewarm pods; start it before the run.
+// An informer, not a bare watch: it lists and watches again when a watch ends, so no
+// pod update is lost to a dropped connection.
 func (e *env) watchPods() *podWatch {
 	e.t.Helper()
-	w, err := kube.Client.CoreV1().Pods(e.ns).Watch(context.Background(), metav1.ListOptions{LabelSelector: jobs.LabelRun})
-	if err != nil {
-		e.t.Fatal(err)
-	}
+	factory := informers.NewSharedInformerFactoryWithOptions(kube.Client, 0, informers.WithNamespace(e.ns),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = jobs.LabelRun }))
 	pw := &podWatch{last: map[string]corev1.Pod{}}
-	go func() {
-		for ev := range w.ResultChan() {
-			if pod, ok := ev.Object.(*corev1.Pod); ok && ev.Type != watch.Deleted {
-				pw.mu.Lock()
-				pw.last[string(pod.UID)] = *pod
-				pw.mu.Unlock()
-			}
+	record := func(obj any) {
+		if pod, ok := obj.(*corev1.Pod); ok {
+			pw.mu.Lock()
+			pw.last[string(pod.UID)] = *pod
+			pw.mu.Unlock()
 		}
-	}()
-	e.t.Cleanup(w.Stop)
+	}
+	_, _ = factory.Core().V1().Pods().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: record, UpdateFunc: func(_, cur any) { record(cur) },
+	})
+	stop := make(chan struct{})
+	e.t.Cleanup(func() { close(stop) })
+	factory.Start(stop)
+	factory.WaitForCacheSync(stop)
 	return pw
 }
 

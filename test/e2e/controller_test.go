@@ -59,7 +59,7 @@ func TestWindowedRolloutWithPrivateRegistry(t *testing.T) {
 			t.Errorf("node %s got %d Jobs, want 1", n, created[n])
 		}
 	}
-	for _, job := range e.jobs() {
+	for _, job := range e.createdJobs() {
 		ps := job.Spec.Template.Spec.ImagePullSecrets
 		if len(ps) != 1 || ps[0].Name != secretName {
 			t.Errorf("Job %s imagePullSecrets = %v, want [%s]", job.Name, ps, secretName)
@@ -101,7 +101,7 @@ func (e *env) checkSecretWhileRunning() string {
 func (e *env) assertNoCredentialLeak() {
 	e.t.Helper()
 	ctx := e.t.Context()
-	places := map[string]any{"controller log": e.logs.String(), "events": e.events(), "jobs": e.jobs()}
+	places := map[string]any{"controller log": e.logs.String(), "events": e.events(), "jobs": e.createdJobs()}
 	if cms, err := kube.Client.CoreV1().ConfigMaps(e.ns).List(ctx, metav1.ListOptions{}); err == nil {
 		places["configmaps"] = cms.Items
 	}
@@ -136,7 +136,7 @@ func TestNoCredentialsNoSecret(t *testing.T) {
 	if s := e.secrets(); len(s) != 0 {
 		t.Fatalf("a run without credentials created Secrets: %v", s)
 	}
-	for _, job := range e.jobs() {
+	for _, job := range e.createdJobs() {
 		if len(job.Spec.Template.Spec.ImagePullSecrets) != 0 || job.Spec.Template.Labels[jobs.LabelPullSecret] != "" {
 			t.Fatalf("Job %s refers to a pull Secret", job.Name)
 		}
@@ -222,7 +222,7 @@ func TestSkipsNodesWithImagesAndCordonedNodes(t *testing.T) {
 	if st.Counts["Skipped"] != 2 || st.Counts["Succeeded"] != 2 || st.Total != 4 {
 		t.Fatalf("counts %v total %d, want 2 skipped + 2 succeeded", st.Counts, st.Total)
 	}
-	for _, job := range e.jobs() {
+	for _, job := range e.createdJobs() {
 		if n := jobs.NodeOf(&job); n == warm[0] || n == warm[1] || n == cordoned[0] {
 			t.Errorf("Job %s created for skipped node %s", job.Name, n)
 		}

@@ -11,6 +11,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
@@ -43,11 +44,15 @@ func TestMain(m *testing.M) {
 // env is one test's namespace (Pod Security "restricted" enforced), its nodes and its
 // controller, whose log lines are kept for the credential checks.
 type env struct {
-	t    *testing.T
-	ns   string
-	logs *logtest.Buffer
-	stop context.CancelFunc
-	done chan struct{}
+	t       *testing.T
+	ns      string
+	logs    *logtest.Buffer
+	created *jobWatch // every Job of the namespace, from the start
+	// createdPods: every prewarm pod of the namespace, from the start (they go with
+	// their Jobs once recorded).
+	createdPods *podWatch
+	stop        context.CancelFunc
+	done        chan struct{}
 }
 
 func newEnv(t *testing.T) *env {
@@ -61,8 +66,26 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	e := &env{t: t, ns: ns, logs: &logtest.Buffer{}}
+	e.created, e.createdPods = e.watchJobs(), e.watchPods()
 	t.Cleanup(e.stopController)
 	return e
+}
+
+// createdJobs returns every Job created in the namespace during the test, in the last
+// state the watch saw: the controller deletes a Job once its outcome is recorded, so a
+// check of the Jobs a run created cannot list them afterwards.
+func (e *env) createdJobs() []batchv1.Job {
+	e.t.Helper()
+	e.created.mu.Lock()
+	defer e.created.mu.Unlock()
+	out := make([]batchv1.Job, 0, len(e.created.last))
+	for _, j := range e.created.last {
+		out = append(out, *j)
+	}
+	if len(out) == 0 {
+		e.t.Fatal("no Job was ever created in the namespace")
+	}
+	return out
 }
 
 func (e *env) startController() { e.startControllerWith(kube.Client) }
@@ -192,6 +215,7 @@ type jobWatch struct {
 	maxActive int
 	created   map[string]int // node → Job ADDED events with distinct UIDs
 	uids      map[string]bool
+	last      map[types.UID]*batchv1.Job // every Job seen, in its last seen state
 	firstSeen chan struct{}
 	first     sync.Once
 	stop      func()
@@ -203,7 +227,8 @@ func (e *env) watchJobs() *jobWatch {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	jw := &jobWatch{active: map[string]bool{}, created: map[string]int{}, uids: map[string]bool{}, firstSeen: make(chan struct{}), stop: w.Stop}
+	jw := &jobWatch{active: map[string]bool{}, created: map[string]int{}, uids: map[string]bool{},
+		last: map[types.UID]*batchv1.Job{}, firstSeen: make(chan struct{}), stop: w.Stop}
 	go func() {
 		for ev := range w.ResultChan() {
 			if job, ok := ev.Object.(*batchv1.Job); ok {
@@ -218,6 +243,7 @@ func (e *env) watchJobs() *jobWatch {
 func (jw *jobWatch) observe(t watch.EventType, job *batchv1.Job) {
 	jw.mu.Lock()
 	defer jw.mu.Unlock()
+	jw.last[job.UID] = job
 	if !jw.uids[string(job.UID)] {
 		jw.uids[string(job.UID)] = true
 		jw.created[jobs.NodeOf(job)]++

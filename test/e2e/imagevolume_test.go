@@ -26,7 +26,7 @@ func TestPullMethodsOnNodesWithoutImageVolumes(t *testing.T) {
 			t.Fatalf("%s: counts %v", spec, st.Counts)
 		}
 	}
-	for _, job := range e.jobs() {
+	for _, job := range e.createdJobs() {
 		pod := job.Spec.Template.Spec
 		volumes := 0
 		for _, v := range pod.Volumes {

@@ -15,7 +15,6 @@ import (
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
-	"github.com/image-prewarm/image-prewarm/pkg/jobs"
 	"github.com/image-prewarm/image-prewarm/pkg/status"
 )
 
@@ -124,6 +123,7 @@ func checkAccess(t *testing.T, client kubernetes.Interface, ns, lease string) {
 		"events create":                {attrs{Namespace: ns, Resource: "events", Verb: "create"}, true},
 		"events patch":                 {attrs{Namespace: ns, Resource: "events", Verb: "patch"}, true},
 		"events list (Pulled)":         {attrs{Namespace: ns, Resource: "events", Verb: "list"}, true},
+		"events watch (Pulled)":        {attrs{Namespace: ns, Resource: "events", Verb: "watch"}, true},
 		"events list elsewhere":        {attrs{Namespace: other, Resource: "events", Verb: "list"}, false},
 		"lease create":                 {attrs{Namespace: ns, Group: "coordination.k8s.io", Resource: "leases", Verb: "create"}, true},
 		"lease get":                    {attrs{Namespace: ns, Group: "coordination.k8s.io", Resource: "leases", Verb: "get", Name: lease}, true},
@@ -212,12 +212,8 @@ func (e *env) assertJobPodsAdmitted(nodes int) {
 	e.t.Helper()
 	assertRestrictedEnforced(e.t, e.ns)
 	assertNoFailedCreate(e.t, e)
-	pods, err := kube.Client.CoreV1().Pods(e.ns).List(e.t.Context(), metav1.ListOptions{LabelSelector: jobs.LabelRun})
-	if err != nil {
-		e.t.Fatal(err)
-	}
 	succeeded := 0
-	for _, p := range pods.Items {
+	for _, p := range e.createdPods.pods() {
 		if p.Status.Phase == corev1.PodSucceeded {
 			succeeded++
 		}

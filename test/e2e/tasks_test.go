@@ -43,7 +43,7 @@ func TestTaskWithCredentials(t *testing.T) {
 	if done.Total != len(nodes) || done.Progress.Succeeded != len(nodes) || len(done.FailedNodes) != 0 || done.FinishTime.IsZero() {
 		t.Fatalf("task %+v, want %d nodes succeeded", done, len(nodes))
 	}
-	for _, job := range e.jobs() {
+	for _, job := range e.createdJobs() {
 		ps := job.Spec.Template.Spec.ImagePullSecrets
 		if len(ps) != 1 || ps[0].Name != secret.Name {
 			t.Errorf("Job %s imagePullSecrets = %v, want [%s]", job.Name, ps, secret.Name)

@@ -81,22 +81,19 @@ func (e *env) checkJobPodsThroughWebhook() {
 	e.startController()
 	e.applySpec("ml", e.privateSpec(3, "harbor.example.com/ml/a:1"))
 	e.waitStatus("ml", "run succeeded", phaseIs(status.PhaseSucceeded))
-	pods, err := kube.Client.CoreV1().Pods(e.ns).List(e.t.Context(), metav1.ListOptions{LabelSelector: jobs.LabelRun})
-	if err != nil {
-		e.t.Fatal(err)
+	pods := e.createdPods.pods()
+	if len(pods) < len(nodes) {
+		e.t.Fatalf("%d prewarm pods, want at least %d", len(pods), len(nodes))
 	}
-	if len(pods.Items) < len(nodes) {
-		e.t.Fatalf("%d prewarm pods, want at least %d", len(pods.Items), len(nodes))
-	}
-	for _, p := range pods.Items {
+	for _, p := range pods {
 		secret := p.Labels[jobs.LabelPullSecret]
 		if got := secretNames(&p); secret == "" || !slices.Equal(got, []string{secret}) {
 			e.t.Errorf("pod %s (label %q) has imagePullSecrets %q, want exactly [%s]", p.Name, secret, got, secret)
 		}
 	}
 	after := webhookRequests(e.t, webhook.MutatePodsName, metrics.WebhookAllowed) + webhookRequests(e.t, webhook.MutatePodsName, metrics.WebhookPatched)
-	if calls := int(after - before); calls < len(pods.Items) {
-		e.t.Errorf("the webhook answered %d requests for %d prewarm pods; each pod must go through it", calls, len(pods.Items))
+	if calls := int(after - before); calls < len(pods) {
+		e.t.Errorf("the webhook answered %d requests for %d prewarm pods; each pod must go through it", calls, len(pods))
 	}
 }
 

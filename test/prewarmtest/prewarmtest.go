@@ -7,15 +7,19 @@ package prewarmtest
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	authnv1 "k8s.io/api/authentication/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/image-prewarm/image-prewarm/pkg/config"
+	"github.com/image-prewarm/image-prewarm/pkg/jobs"
 	"github.com/image-prewarm/image-prewarm/pkg/status"
 	"github.com/image-prewarm/image-prewarm/pkg/tasks"
 )
@@ -96,4 +100,45 @@ func grantTasks(ctx context.Context, client kubernetes.Interface, ns, name strin
 	}
 	_, err := client.RbacV1().RoleBindings(ns).Create(ctx, binding, metav1.CreateOptions{})
 	return err
+}
+
+// JobRecord holds every Job a watch saw in a namespace, in its last seen state: the
+// controller deletes a Job once its node's outcome is recorded, so a test that checks
+// what a run created must have watched it.
+type JobRecord struct {
+	mu   sync.Mutex
+	last map[types.UID]batchv1.Job
+}
+
+// RecordJobs watches the namespace's Jobs until ctx ends.
+func RecordJobs(ctx context.Context, client kubernetes.Interface, ns string) (*JobRecord, error) {
+	w, err := client.BatchV1().Jobs(ns).Watch(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	r := &JobRecord{last: map[types.UID]batchv1.Job{}}
+	go func() {
+		defer w.Stop()
+		for ev := range w.ResultChan() {
+			if job, ok := ev.Object.(*batchv1.Job); ok {
+				r.mu.Lock()
+				r.last[job.UID] = *job
+				r.mu.Unlock()
+			}
+		}
+	}()
+	return r, nil
+}
+
+// OfRun returns the recorded Jobs labeled with the run.
+func (r *JobRecord) OfRun(runID string) []batchv1.Job {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []batchv1.Job
+	for _, j := range r.last {
+		if j.Labels[jobs.LabelRun] == runID {
+			out = append(out, j)
+		}
+	}
+	return out
 }

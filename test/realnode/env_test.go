@@ -67,6 +67,7 @@ type env struct {
 	logFile    string
 	taskURL    string
 	metricsURL string
+	jobs       *prewarmtest.JobRecord // every Job of the namespace: recorded ones are deleted
 }
 
 func newEnv(t *testing.T) *env {
@@ -79,6 +80,12 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	e := &env{t: t, ns: ns}
+	ctx, stop := context.WithCancel(context.Background())
+	var err error
+	if e.jobs, err = prewarmtest.RecordJobs(ctx, kube.Client, ns); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
 	t.Cleanup(func() {
 		_ = kube.Client.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{})
 	})

@@ -74,11 +74,11 @@ func TestArtifactAndImagePrewarmedAsImageVolumes(t *testing.T) {
 // jobMethod tells from the run's Job which method it used.
 func (e *env) jobMethod(runID string) jobs.Method {
 	e.t.Helper()
-	list, err := kube.Client.BatchV1().Jobs(e.ns).List(e.t.Context(), metav1.ListOptions{LabelSelector: jobs.LabelRun + "=" + runID})
-	if err != nil || len(list.Items) == 0 {
-		e.t.Fatalf("Jobs of run %s: %v (%d)", runID, err, len(list.Items))
+	list := e.jobs.OfRun(runID)
+	if len(list) == 0 {
+		e.t.Fatalf("no Job of run %s was seen", runID)
 	}
-	for _, v := range list.Items[0].Spec.Template.Spec.Volumes {
+	for _, v := range list[0].Spec.Template.Spec.Volumes {
 		if v.Image != nil {
 			return jobs.MethodImageVolume
 		}

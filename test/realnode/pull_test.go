@@ -83,14 +83,7 @@ func (e *env) assertAuthenticatedPull(since time.Time, repo string) {
 	}
 }
 
-func (e *env) jobsOfRun(runID string) int {
-	e.t.Helper()
-	list, err := kube.Client.BatchV1().Jobs(e.ns).List(e.t.Context(), metav1.ListOptions{LabelSelector: jobs.LabelRun + "=" + runID})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return len(list.Items)
-}
+func (e *env) jobsOfRun(runID string) int { return len(e.jobs.OfRun(runID)) }
 
 // Show 2: kubelet's real failure texts reach the status fast; an unreachable registry
 // is transient and retried until the deadline.
@@ -137,7 +130,7 @@ func (e *env) registryOutageIsTransient(t *testing.T) {
 	start := time.Now()
 	e.spec("outage", []string{registryEntry("right")}, []string{ref("private/outage")}, "rollout: {pullTimeout: 1m, method: initContainers}\n")
 	e.eventually("kubelet reports the failed pull", time.Minute, func(ctx context.Context) (bool, error) {
-		return e.podWaitingOnPull(ctx), nil
+		return e.podWaitingOnPull(ctx, "outage"), nil
 	})
 	if st := e.currentStatus("outage"); st != nil && st.Done() {
 		t.Fatalf("an unreachable registry failed the node at once: %+v", st.Results)
@@ -153,8 +146,10 @@ func (e *env) registryOutageIsTransient(t *testing.T) {
 	t.Logf("registry stopped: reported after %v with %q", time.Since(start).Round(time.Second), r.Reason)
 }
 
-func (e *env) podWaitingOnPull(ctx context.Context) bool {
-	pods, err := kube.Client.CoreV1().Pods(e.ns).List(ctx, metav1.ListOptions{})
+// podWaitingOnPull: a pod of the spec waits on a failed pull (failed nodes' pods of
+// other specs are kept for debugging, and keep waiting too).
+func (e *env) podWaitingOnPull(ctx context.Context, spec string) bool {
+	pods, err := kube.Client.CoreV1().Pods(e.ns).List(ctx, metav1.ListOptions{LabelSelector: jobs.LabelSpec + "=" + jobs.SpecLabelValue(spec)})
 	if err != nil {
 		return false
 	}
