@@ -60,8 +60,10 @@ func TestMain(m *testing.M) {
 	}
 	stateDir = dir
 	code := m.Run()
-	if kube != nil {
-		kube.Stop()
+	for _, c := range []*cluster.Cluster{kube, realKube} {
+		if c != nil {
+			c.Stop() // the real node's processes, mounts, cgroups and bridge too
+		}
 	}
 	os.RemoveAll(dir)
 	if err := results.Write("RESULTS.md"); err != nil {
