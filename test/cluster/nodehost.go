@@ -254,12 +254,19 @@ func absentDirs() []string {
 	return absent
 }
 
-// removeEmptyDirs removes the directories, deepest first, where they are empty: one
-// still in use by another node keeps its sockets and stays.
+// removeEmptyDirs removes the directories, deepest first, once empty. Sockets in them
+// go first: a stopped kubelet leaves its device-plugin socket (kubelet.sock) behind, and
+// the directories were the node's own (they did not exist before it started).
 func removeEmptyDirs(dirs []string) {
 	sorted := append([]string(nil), dirs...)
 	sort.Slice(sorted, func(i, j int) bool { return len(sorted[i]) > len(sorted[j]) })
 	for _, d := range sorted {
+		entries, _ := os.ReadDir(d)
+		for _, e := range entries {
+			if e.Type()&os.ModeSocket != 0 {
+				_ = os.Remove(filepath.Join(d, e.Name()))
+			}
+		}
 		_ = syscall.Rmdir(d)
 	}
 }
