@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/image-prewarm/image-prewarm/pkg/jobs"
 	"github.com/image-prewarm/image-prewarm/test/cluster"
+	"github.com/image-prewarm/image-prewarm/test/prewarmtest"
 )
 
 // TestControllerPeakRSS: the controller binary's peak RSS (VmHWM) over one run of N kwok
@@ -94,13 +94,9 @@ func peakRSS(t *testing.T, kube *cluster.Cluster, binary string, n int) float64 
 // buildController builds cmd/image-prewarm into the test's temporary directory.
 func buildController(t *testing.T) string {
 	t.Helper()
-	_, self, _, _ := runtime.Caller(0)
-	out := filepath.Join(t.TempDir(), "image-prewarm")
-	cmd := exec.Command("go", "build", "-o", out, "./cmd/image-prewarm")
-	cmd.Dir = filepath.Join(filepath.Dir(self), "..", "..")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build image-prewarm: %v: %s", err, msg)
+	out, err := prewarmtest.BuildController(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
 	}
 	return out
 }

@@ -7,6 +7,10 @@ package prewarmtest
 import (
 	"context"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
 	"sync"
 
 	authnv1 "k8s.io/api/authentication/v1"
@@ -141,4 +145,18 @@ func (r *JobRecord) OfRun(runID string) []batchv1.Job {
 		}
 	}
 	return out
+}
+
+// BuildController builds cmd/image-prewarm from this tree into dir and returns its
+// path: the suites run the binary as it ships, not the controller in-process.
+func BuildController(dir string) (string, error) {
+	_, self, _, _ := runtime.Caller(0)
+	out := filepath.Join(dir, "image-prewarm")
+	cmd := exec.Command("go", "build", "-o", out, "./cmd/image-prewarm")
+	cmd.Dir = filepath.Join(filepath.Dir(self), "..", "..")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build image-prewarm: %w: %s", err, msg)
+	}
+	return out, nil
 }

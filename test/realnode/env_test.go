@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -39,25 +38,13 @@ func TestMain(m *testing.M) {
 	os.Exit(cluster.RunTests(m, cluster.Options{RealNodes: 1}, func(c *cluster.Cluster) {
 		kube, node = c, c.RealNodes()[0]
 		var err error
-		if binary, err = buildBinary(c.Dir); err != nil {
+		if binary, err = prewarmtest.BuildController(c.Dir); err != nil {
 			panic(err)
 		}
 		if err := pushTestImages(context.Background()); err != nil {
 			panic(err)
 		}
 	}))
-}
-
-func buildBinary(dir string) (string, error) {
-	_, self, _, _ := runtime.Caller(0)
-	out := filepath.Join(dir, "image-prewarm")
-	cmd := exec.Command("go", "build", "-o", out, "./cmd/image-prewarm")
-	cmd.Dir = filepath.Join(filepath.Dir(self), "..", "..")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build image-prewarm: %w: %s", err, msg)
-	}
-	return out, nil
 }
 
 // env is one test's namespace and its controller process.
