@@ -22,6 +22,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/informers"
@@ -131,31 +132,26 @@ func applySpec(t *testing.T, ns string, window int) {
 	}
 }
 
-// jobLedger counts, from a watch, the distinct Jobs created per node.
+// jobLedger counts the distinct Jobs created per node, from two sources: an informer
+// while the run goes on, and at the end the Job controller's Events. The controller
+// deletes Jobs once recorded, so the Jobs left say nothing about duplicates, and an
+// informer that is still reconnecting after an API server outage can miss a Job that
+// was created and deleted meanwhile; the Events (kept for an hour) still name it.
 type jobLedger struct {
-	mu      sync.Mutex
-	perNode map[string]map[string]bool // node → Job UIDs
+	ns     string
+	mu     sync.Mutex
+	byName map[string]map[types.UID]bool // Job name → UIDs
+	runs   map[string]bool
 }
 
-// watchJobs records every Job of ns through an informer, which lists and watches again
-// after an API server outage: the controller deletes Jobs once recorded, so the Jobs
-// left at the end say nothing about duplicates.
 func watchJobs(t *testing.T, ns string) *jobLedger {
 	t.Helper()
 	factory := informers.NewSharedInformerFactoryWithOptions(kube.Client, 0, informers.WithNamespace(ns))
-	l := &jobLedger{perNode: map[string]map[string]bool{}}
+	l := &jobLedger{ns: ns, byName: map[string]map[types.UID]bool{}, runs: map[string]bool{}}
 	record := func(obj any) {
-		job, ok := obj.(*batchv1.Job)
-		if !ok {
-			return
+		if job, ok := obj.(*batchv1.Job); ok {
+			l.add(job.Name, job.UID, job.Labels[jobs.LabelRun])
 		}
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		node := jobs.NodeOf(job)
-		if l.perNode[node] == nil {
-			l.perNode[node] = map[string]bool{}
-		}
-		l.perNode[node][string(job.UID)] = true
 	}
 	_, _ = factory.Batch().V1().Jobs().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: record, UpdateFunc: func(_, cur any) { record(cur) },
@@ -167,19 +163,61 @@ func watchJobs(t *testing.T, ns string) *jobLedger {
 	return l
 }
 
+func (l *jobLedger) add(name string, uid types.UID, run string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.byName[name] == nil {
+		l.byName[name] = map[types.UID]bool{}
+	}
+	l.byName[name][uid] = true
+	if run != "" {
+		l.runs[run] = true
+	}
+}
+
 func (l *jobLedger) nodesWithJobs() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return len(l.perNode)
+	return len(l.byName)
 }
 
-// assertOneJobPerNode: no duplicate Job for any node, and no node lost.
+// addJobEvents adds every Job that an Event of the Job controller names.
+func (l *jobLedger) addJobEvents(t *testing.T) {
+	t.Helper()
+	events, err := kube.Client.CoreV1().Events(l.ns).List(t.Context(), metav1.ListOptions{FieldSelector: "involvedObject.kind=Job"})
+	if err != nil {
+		t.Fatalf("list Job Events: %v", err)
+	}
+	before := l.jobs()
+	for _, ev := range events.Items {
+		l.add(ev.InvolvedObject.Name, ev.InvolvedObject.UID, "")
+	}
+	t.Logf("%d Job Events; %d Jobs named only by them", len(events.Items), l.jobs()-before)
+}
+
+func (l *jobLedger) jobs() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, uids := range l.byName {
+		n += len(uids)
+	}
+	return n
+}
+
+// assertOneJobPerNode: no duplicate Job for any node, and no node lost. Job names are
+// fixed per run and node, so a duplicate is a second UID under one name.
 func (l *jobLedger) assertOneJobPerNode(t *testing.T, nodes []string) {
 	t.Helper()
+	l.addJobEvents(t)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, n := range nodes {
-		if got := len(l.perNode[n]); got != 1 {
+		got := 0
+		for run := range l.runs {
+			got += len(l.byName[jobs.JobName(run, n)])
+		}
+		if got != 1 {
 			t.Errorf("node %s had %d Jobs, want exactly 1", n, got)
 		}
 	}
@@ -285,7 +323,7 @@ func TestAPIServerOutage(t *testing.T) {
 	}
 	waitSucceeded(t, ns, len(nodes), 4*time.Minute)
 	assertNoPullSecretLeft(t, ns)
-	ledger.assertOneJobPerNode(t, nodes) // its informer listed again after the outage
+	ledger.assertOneJobPerNode(t, nodes) // with the Events, it sees Jobs its informer missed while reconnecting
 }
 
 func TestNodeDeletedWhileItsJobRuns(t *testing.T) {
