@@ -121,6 +121,35 @@ type Rollout struct {
 	// Method is how a node's pull pod pulls: MethodAuto (default), MethodImageVolume or
 	// MethodInitContainers.
 	Method string `json:"method,omitempty"`
+	// StartupTaint is the key of a taint that a node pool puts on new nodes (Karpenter
+	// startupTaints, cluster-autoscaler's startup-taint prefix): the pull Jobs tolerate
+	// it, and the controller removes it from a node once the node holds the images of
+	// every spec that names it and selects the node, on a failure (unless
+	// KeepTaintOnFailure), or StartupTaintTimeout after the node was created.
+	StartupTaint string `json:"startupTaint,omitempty"`
+	// StartupTaintTimeout: DefaultStartupTaintTimeout when unset.
+	StartupTaintTimeout *metav1.Duration `json:"startupTaintTimeout,omitempty"`
+	// KeepTaintOnFailure keeps a failed node tainted until the timeout instead of
+	// letting workloads onto it without the images.
+	KeepTaintOnFailure bool `json:"keepTaintOnFailure,omitempty"`
+	// NodeLabel labels each node that holds the spec's images (jobs.NodeLabelKey).
+	NodeLabel bool `json:"nodeLabel,omitempty"`
+}
+
+// The node gate's settings. None is part of the run ID: they say what happens around
+// the pulls, not what is pulled.
+const (
+	DefaultStartupTaintTimeout = 30 * time.Minute
+	MinStartupTaintTimeout     = time.Minute
+	MaxStartupTaintTimeout     = 24 * time.Hour
+)
+
+// TaintTimeout is rollout.startupTaintTimeout with its default.
+func (r Rollout) TaintTimeout() time.Duration {
+	if r.StartupTaintTimeout == nil {
+		return DefaultStartupTaintTimeout
+	}
+	return r.StartupTaintTimeout.Duration
 }
 
 // Pull methods (rollout.method).
@@ -231,6 +260,7 @@ func (s *Spec) RunID() string {
 	c := *s
 	c.Default() // defaults replace only nil/zero fields, never shared memory
 	c.Rollout.KeepFailedJobs = nil
+	c.Rollout.StartupTaint, c.Rollout.StartupTaintTimeout, c.Rollout.KeepTaintOnFailure, c.Rollout.NodeLabel = "", nil, false, false
 	// Marshal cannot fail: every field is a plain value or a type whose
 	// MarshalJSON never errors. Maps are marshaled with sorted keys, which
 	// makes the encoding canonical.
@@ -340,4 +370,14 @@ func CredentialHosts(server string) []string {
 		hosts = append(hosts, server)
 	}
 	return hosts
+}
+
+// JobTolerations are the spec's tolerations plus one for its startup taint, which
+// the pull Jobs must tolerate on the very nodes they prewarm.
+func (s *Spec) JobTolerations() []corev1.Toleration {
+	tols := s.Tolerations
+	if s.Rollout.StartupTaint != "" {
+		tols = append(slices.Clip(tols), corev1.Toleration{Key: s.Rollout.StartupTaint, Operator: corev1.TolerationOpExists})
+	}
+	return tols
 }

@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/validate/content"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
 )
 
@@ -278,6 +279,21 @@ func validateRollout(r Rollout, p *problems) {
 	case r.KeepFailedJobs.Duration < 0 || r.KeepFailedJobs.Duration > MaxKeepFailedJobs:
 		p.add("rollout.keepFailedJobs", "must be between 0s and %s, got %s", MaxKeepFailedJobs, r.KeepFailedJobs.Duration)
 	}
+	validateStartupTaint(r, p)
+}
+
+// validateStartupTaint: a taint key is a qualified name, like a label key.
+func validateStartupTaint(r Rollout, p *problems) {
+	if r.StartupTaint == "" {
+		if r.StartupTaintTimeout != nil || r.KeepTaintOnFailure {
+			p.add("rollout.startupTaint", "is empty, but rollout.startupTaintTimeout or rollout.keepTaintOnFailure is set: name the taint key they apply to")
+		}
+		return
+	}
+	p.addAll("rollout.startupTaint", quote(r.StartupTaint)+" is not a valid taint key: ", validation.IsQualifiedName(r.StartupTaint))
+	if d := r.TaintTimeout(); d < MinStartupTaintTimeout || d > MaxStartupTaintTimeout {
+		p.add("rollout.startupTaintTimeout", "must be between %s and %s, got %s", MinStartupTaintTimeout, MaxStartupTaintTimeout, d)
+	}
 }
 
 // validateMethod: artifacts cannot run, so init containers cannot prewarm them.
@@ -335,15 +351,14 @@ func decodeError(err error, data []byte) *ValidationError {
 // refuses; the spec's durations all live under rollout.
 func badDurationPath(data []byte) string {
 	var raw struct {
-		Rollout struct {
-			PullTimeout    any `json:"pullTimeout"`
-			KeepFailedJobs any `json:"keepFailedJobs"`
-		} `json:"rollout"`
+		Rollout map[string]any `json:"rollout"`
 	}
 	_ = yaml.Unmarshal(data, &raw)
-	if d, ok := raw.Rollout.KeepFailedJobs.(string); ok {
-		if _, err := time.ParseDuration(d); err != nil {
-			return "rollout.keepFailedJobs"
+	for _, field := range []string{"keepFailedJobs", "startupTaintTimeout"} {
+		if d, ok := raw.Rollout[field].(string); ok {
+			if _, err := time.ParseDuration(d); err != nil {
+				return "rollout." + field
+			}
 		}
 	}
 	return "rollout.pullTimeout"

@@ -210,6 +210,9 @@ func (c *Controller) teardown(ctx context.Context, spec string) error {
 	}
 	c.statuses.remove(spec)
 	c.setRun(spec, nil)
+	c.gate.remove(spec)
+	c.enqueueAllNodes() // its labels go, its taint may
+
 	metrics.ForgetSpec(spec)
 	logging.FromContext(ctx).Info("spec deleted; its Jobs and Secrets are gone")
 	return nil

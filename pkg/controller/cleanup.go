@@ -100,6 +100,7 @@ func (c *Controller) collectJobs(ctx context.Context, cm *corev1.ConfigMap, rs *
 	failed := map[string][]failedJob{} // by run
 	requested := map[jobRef]time.Time{}
 	waiting := false
+	sw := newSweep(rs.runID)
 	for _, obj := range objs {
 		job := obj.(*batchv1.Job)
 		if job.DeletionTimestamp != nil {
@@ -107,6 +108,7 @@ func (c *Controller) collectJobs(ctx context.Context, cm *corev1.ConfigMap, rs *
 		}
 		if at, ok := rs.deleting[refOf(job)]; ok && time.Since(at) < requeueDeletion {
 			requested[refOf(job)] = at // on its way out: it holds no place among the kept
+			sw.alsoLanded(job)
 			continue
 		}
 		switch o := rs.outcomeOf(job, stored); {
@@ -116,10 +118,11 @@ func (c *Controller) collectJobs(ctx context.Context, cm *corev1.ConfigMap, rs *
 		case o.failed:
 			run := job.Labels[jobs.LabelRun]
 			failed[run] = append(failed[run], failedJob{job: job, since: o.since, fresh: o.fresh})
-		default:
+		case !sw.add(job):
 			c.queueDeletion(ctx, requested, job, "succeeded")
 		}
 	}
+	c.queueSweep(ctx, requested, sw)
 	next := c.keepFailed(ctx, rs, failed, requested)
 	rs.deleting = requested
 	for node, u := range rs.unlanded {
@@ -252,7 +255,21 @@ func (c *Controller) queueDeletion(ctx context.Context, requested map[jobRef]tim
 	ref := refOf(job)
 	requested[ref] = time.Now()
 	logging.FromContext(ctx).V(2).Info("finished Job recorded; deleting it", logging.KeyJob, job.Name, "outcome", outcome)
-	c.deletions.Add(ref)
+	c.deletions.Add(deletion{job: ref})
+}
+
+// deletion is one item of the cleanup queue: one Job, or a sweep of a run's succeeded
+// Jobs.
+type deletion struct {
+	job   jobRef
+	sweep *sweep
+}
+
+func (c *Controller) deleteRecorded(ctx context.Context, d deletion) error {
+	if d.sweep != nil {
+		return c.sweepSucceeded(ctx, d.sweep)
+	}
+	return c.deleteFinishedJob(ctx, d.job)
 }
 
 // deleteFinishedJob deletes one recorded Job; gone already, or replaced by another Job

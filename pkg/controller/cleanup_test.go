@@ -442,9 +442,9 @@ func TestJobsOnTheirWayOutKeepNoPlace(t *testing.T) {
 	c.collectJobs(t.Context(), cm, rs) // the deleted Jobs are still in the informer
 	var deleted []string
 	for c.deletions.Len() > 0 {
-		ref, _ := c.deletions.Get()
-		deleted = append(deleted, ref.name)
-		c.deletions.Done(ref)
+		d, _ := c.deletions.Get()
+		deleted = append(deleted, d.job.name)
+		c.deletions.Done(d)
 	}
 	slices.Sort(deleted)
 	if want := []string{jobs.JobName("r1", "n10"), jobs.JobName("r1", "n11")}; !slices.Equal(deleted, want) {

@@ -38,6 +38,9 @@ const (
 // statusWorkers write status ConfigMaps of different specs in parallel.
 const statusWorkers = 2
 
+// gateWorkers patch nodes for the node gate (gate.go).
+const gateWorkers = 2
+
 // Options configure the controller.
 type Options struct {
 	Namespace string
@@ -64,8 +67,11 @@ type Controller struct {
 	queue    workqueue.TypedRateLimitingInterface[string]
 	statuses *statusWriter
 	// deletions holds recorded Jobs to delete (cleanup.go), served by its own workers.
-	deletions workqueue.TypedRateLimitingInterface[jobRef]
+	deletions workqueue.TypedRateLimitingInterface[deletion]
 	pulls     *pullRecords
+	// gate and gateQueue keep startup taints and per-spec labels on nodes (gate.go).
+	gate      *gateBook
+	gateQueue workqueue.TypedRateLimitingInterface[string]
 
 	mu   sync.Mutex
 	runs map[string]*runState // by spec name
@@ -98,9 +104,12 @@ func New(client kubernetes.Interface, opts Options) *Controller {
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "prewarm"}),
 		statuses: newStatusWriter(client, opts.Namespace),
-		deletions: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[jobRef](),
-			workqueue.TypedRateLimitingQueueConfig[jobRef]{Name: "cleanup"}),
+		deletions: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[deletion](),
+			workqueue.TypedRateLimitingQueueConfig[deletion]{Name: "cleanup"}),
 		runs: map[string]*runState{},
+		gate: newGateBook(),
+		gateQueue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: "node-gate"}),
 	}
 	c.statuses.onLanded = c.statusLanded
 	var pulled informers.SharedInformerFactory
@@ -140,16 +149,25 @@ func (c *Controller) addHandlers() {
 		},
 	})
 	_, _ = c.nodeInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: func(any) { c.enqueueAllSpecs() },
+		AddFunc: func(obj any) { c.enqueueAllSpecs(); c.enqueueNode(obj) },
 		UpdateFunc: func(old, cur any) {
 			o, ok1 := old.(*corev1.Node)
 			n, ok2 := cur.(*corev1.Node)
 			if !ok1 || !ok2 || nodeRelevantChange(o, n) {
 				c.enqueueAllSpecs()
 			}
+			if !ok1 || !ok2 || gateRelevantChange(o, n) {
+				c.enqueueNode(cur)
+			}
 		},
 		DeleteFunc: func(any) { c.enqueueAllSpecs() },
 	})
+}
+
+func (c *Controller) enqueueNode(obj any) {
+	if n, ok := obj.(*corev1.Node); ok {
+		c.gateQueue.Add(n.Name)
+	}
 }
 
 // enqueueObject queues a spec ConfigMap by name.
@@ -226,7 +244,8 @@ func (c *Controller) Run(ctx context.Context, workers int) error {
 	logger.Info("controller started", "namespace", c.opts.Namespace, "workers", workers)
 	var wg sync.WaitGroup
 	wg.Go(func() { c.statuses.run(ctx, statusWorkers) })
-	wg.Go(func() { serveQueue(ctx, c.deletions, deleteWorkers, c.deleteFinishedJob) })
+	wg.Go(func() { serveQueue(ctx, c.deletions, deleteWorkers, c.deleteRecorded) })
+	wg.Go(func() { serveQueue(ctx, c.gateQueue, gateWorkers, c.syncNode) })
 	serveQueue(ctx, c.queue, workers, c.reconcile)
 	wg.Wait()
 	logger.Info("controller stopped")

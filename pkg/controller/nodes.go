@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"hash/fnv"
 	"slices"
+	"strings"
 
 	"github.com/distribution/reference"
 	"github.com/go-logr/logr"
@@ -30,7 +31,7 @@ func trimNode(obj any) (any, error) {
 		return obj, nil
 	}
 	out := &corev1.Node{
-		ObjectMeta: metav1.ObjectMeta{Name: n.Name, UID: n.UID, ResourceVersion: n.ResourceVersion, Labels: n.Labels},
+		ObjectMeta: metav1.ObjectMeta{Name: n.Name, UID: n.UID, ResourceVersion: n.ResourceVersion, Labels: n.Labels, CreationTimestamp: n.CreationTimestamp},
 		Spec:       corev1.NodeSpec{Unschedulable: n.Spec.Unschedulable, Taints: n.Spec.Taints},
 	}
 	for _, c := range n.Status.Conditions {
@@ -68,13 +69,38 @@ func normalizeImage(image string) string {
 }
 
 // nodeRelevantChange reports whether an update can change a node's eligibility or
-// skip state; heartbeats that change nothing else are ignored.
+// skip state; heartbeats that change nothing else are ignored, and so are the labels
+// the node gate sets (a label per spec on every node would wake every spec each time).
 func nodeRelevantChange(old, cur *corev1.Node) bool {
 	return isReady(old) != isReady(cur) ||
 		old.Spec.Unschedulable != cur.Spec.Unschedulable ||
-		!labels.Equals(old.Labels, cur.Labels) ||
-		len(old.Spec.Taints) != len(cur.Spec.Taints) ||
-		imageCount(old) != imageCount(cur)
+		!labels.Equals(withoutGateLabels(old.Labels), withoutGateLabels(cur.Labels)) ||
+		!slices.EqualFunc(old.Spec.Taints, cur.Spec.Taints, sameTaint) ||
+		packedFingerprints(old) != packedFingerprints(cur)
+}
+
+// gateRelevantChange reports whether an update can change what the node gate wants on
+// the node, or undo what it did.
+func gateRelevantChange(old, cur *corev1.Node) bool {
+	return nodeRelevantChange(old, cur) || !labels.Equals(old.Labels, cur.Labels)
+}
+
+func sameTaint(a, b corev1.Taint) bool {
+	return a.Key == b.Key && a.Value == b.Value && a.Effect == b.Effect
+}
+
+func withoutGateLabels(l map[string]string) map[string]string {
+	var out map[string]string
+	for k, v := range l {
+		if strings.HasPrefix(k, jobs.NodeLabelPrefix) {
+			continue
+		}
+		if out == nil {
+			out = make(map[string]string, len(l))
+		}
+		out[k] = v
+	}
+	return out
 }
 
 func imageCount(n *corev1.Node) int {
@@ -158,7 +184,7 @@ func newSelection(spec *config.Spec) selection {
 	for i, img := range refs {
 		fps[i] = fingerprint(img)
 	}
-	return selection{selector: labels.SelectorFromSet(spec.NodeSelector), tolerations: spec.Tolerations, images: fps,
+	return selection{selector: labels.SelectorFromSet(spec.NodeSelector), tolerations: spec.JobTolerations(), images: fps,
 		needsVolumes: len(spec.Artifacts) > 0 && spec.Rollout.PullMethod() == config.MethodAuto}
 }
 

@@ -54,6 +54,10 @@ type runState struct {
 	// pullErrors holds each running node's latest transient pull error: when the Job's
 	// deadline fails it, the pod that showed the error may already be gone.
 	pullErrors map[string]string
+	// heldSince: when each node's success or skip was recorded here (keepwarm.go);
+	// rewarms: the nodes prewarmed again, for their back-off.
+	heldSince map[string]time.Time
+	rewarms   map[string]rewarm
 	// active counts this run's running Jobs per registry, for caps across specs.
 	active     map[string]int
 	capBlocked bool
@@ -126,6 +130,7 @@ func (c *Controller) rejectSpec(ctx context.Context, cm *corev1.ConfigMap, rs *r
 	}
 	rs.invalid = err.Error()
 	if rs.spec == nil {
+		c.gateRun(cm.Name, rs)
 		return c.writeStatus(ctx, cm.Name, rs, nil)
 	}
 	return c.reconcileRun(ctx, cm, rs)
@@ -175,6 +180,7 @@ func (c *Controller) reconcileRun(ctx context.Context, cm *corev1.ConfigMap, rs 
 	} else {
 		rs.completed = false
 	}
+	c.gateRun(cm.Name, rs)
 	return c.writeStatus(ctx, cm.Name, rs, nodes)
 }
 
@@ -188,7 +194,7 @@ func (c *Controller) observe(ctx context.Context, cm *corev1.ConfigMap, rs *runS
 	for _, obj := range c.nodeInformer.GetStore().List() {
 		node := obj.(*corev1.Node)
 		seen[node.Name] = true
-		if r, ok := rs.status.Results[node.Name]; ok {
+		if r, ok := rs.status.Results[node.Name]; ok && !c.lostImages(ctx, cm, rs, sel, node, jobsByNode[node.Name]) {
 			nodes = append(nodes, rollout.Node{Name: node.Name, Phase: rollout.Phase(r.Phase)})
 			continue
 		}
@@ -254,6 +260,10 @@ func (c *Controller) record(ctx context.Context, cm *corev1.ConfigMap, rs *runSt
 		return
 	}
 	rs.status.Results[node] = status.Result{Phase: string(phase), Reason: reason}
+	c.gateRecord(cm.Name, node, phase)
+	if holdsImages(phase) {
+		rs.heldSince[node] = time.Now()
+	}
 	if rs.unlanded == nil {
 		rs.unlanded = map[string]unlanded{}
 	}

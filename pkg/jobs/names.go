@@ -109,3 +109,13 @@ func Labels(ref RunRef) map[string]string {
 		LabelSpec: SpecLabelValue(ref.Spec),
 	}
 }
+
+// NodeLabelKey is the label that marks a node holding a spec's images: a stable, valid
+// key for any spec name (a long name is cut and given a hash suffix).
+func NodeLabelKey(spec string) string { return NodeLabelPrefix + SpecLabelValue(spec) }
+
+// NodeLabelPrefix starts every per-spec node label key; NodeLabelReady is its value.
+const (
+	NodeLabelPrefix = "prewarm.image-prewarm.io/"
+	NodeLabelReady  = "ready"
+)

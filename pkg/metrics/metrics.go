@@ -69,6 +69,11 @@ var (
 	JobsCreated  = counter("jobs_created_total", "Prewarm Jobs created.", "spec")
 	JobsFinished = counter("jobs_finished_total", "Prewarm Jobs finished by result.", "spec", "result")
 	NodeFailures = counter("node_failures_total", "Nodes that failed to prewarm by reason class.", "spec", "reason")
+	// Rewarms: nodes of a spec's current run prewarmed again because an image they held
+	// left them (kubelet's image GC, crictl rmi).
+	Rewarms = counter("node_rewarms_total", "Nodes prewarmed again after one of their images left them.", "spec")
+	// TaintsRemoved: startup taints removed by why (prewarmed, failed, timeout, unselected).
+	TaintsRemoved = counter("startup_taints_removed_total", "Startup taints removed from nodes, by reason.", "reason")
 
 	PullDuration = histogram("image_pull_duration_seconds", "Time to pull one image on one node, from kubelet's Pulled Event (init-container timestamps where there is none).",
 		[]float64{1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200}, "registry")
@@ -304,7 +309,7 @@ func RejectConfig(spec, revision string) {
 // spec label stays bounded by the specs that exist (tasks come and go).
 func ForgetSpec(spec string) {
 	for _, v := range []*prometheus.MetricVec{Nodes.MetricVec, Progress.MetricVec, Duration.MetricVec, RunPhase.MetricVec, ConfigValid.MetricVec,
-		JobsCreated.MetricVec, JobsFinished.MetricVec, NodeFailures.MetricVec, ConfigRejections.MetricVec} {
+		JobsCreated.MetricVec, JobsFinished.MetricVec, NodeFailures.MetricVec, Rewarms.MetricVec, ConfigRejections.MetricVec} {
 		v.DeletePartialMatch(prometheus.Labels{"spec": spec})
 	}
 	rejected.Lock()

@@ -101,6 +101,7 @@ func checkAccess(t *testing.T, client kubernetes.Interface, ns, lease string) {
 		"subjectaccessreviews create":  {attrs{Group: "authorization.k8s.io", Resource: "subjectaccessreviews", Verb: "create"}, true},
 		"jobs create":                  {attrs{Namespace: ns, Group: "batch", Resource: "jobs", Verb: "create"}, true},
 		"jobs delete":                  {attrs{Namespace: ns, Group: "batch", Resource: "jobs", Verb: "delete"}, true},
+		"jobs deletecollection":        {attrs{Namespace: ns, Group: "batch", Resource: "jobs", Verb: "deletecollection"}, true},
 		"jobs watch":                   {attrs{Namespace: ns, Group: "batch", Resource: "jobs", Verb: "watch"}, true},
 		"jobs update":                  {attrs{Namespace: ns, Group: "batch", Resource: "jobs", Verb: "update"}, false},
 		"pods list":                    {attrs{Namespace: ns, Resource: "pods", Verb: "list"}, true},

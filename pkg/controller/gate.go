@@ -1,0 +1,351 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/image-prewarm/image-prewarm/pkg/config"
+	"github.com/image-prewarm/image-prewarm/pkg/jobs"
+	"github.com/image-prewarm/image-prewarm/pkg/logging"
+	"github.com/image-prewarm/image-prewarm/pkg/metrics"
+	"github.com/image-prewarm/image-prewarm/pkg/rollout"
+)
+
+// The node gate keeps, on each node, the startup taint (rollout.startupTaint) and the
+// per-spec labels (rollout.nodeLabel) in line with what the specs' runs recorded. A taint
+// key may be named by several specs, so the decision is per node across specs: the specs'
+// reconciles tell the gate each node's outcome (gateBook), and a queue of node names
+// patches the difference, taint and labels in one JSON patch per change. The patch tests
+// the taints it replaces, so a taint someone else adds or removes meanwhile is never
+// lost: the patch fails, and the node is decided again from the informer.
+//
+// A taint the gate removes goes when the node holds the images of every spec that names
+// the taint and selects the node; at once when one of them failed there (unless
+// keepTaintOnFailure); when none selects it; and at the latest the shortest
+// startupTaintTimeout of those specs after the node was created. A node without the
+// taint is only labelled. Only keys that some spec names are ever touched.
+
+// gateSpec is what the gate knows of one spec's current run.
+type gateSpec struct {
+	key      string // run ID and gate settings: a change redecides every node
+	sel      selection
+	taint    string
+	timeout  time.Duration
+	keep     bool   // keepTaintOnFailure
+	labelKey string // empty unless rollout.nodeLabel
+	results  map[string]rollout.Phase
+}
+
+// gateBook is shared by the specs' reconciles (writers) and the gate's workers.
+type gateBook struct {
+	mu      sync.Mutex
+	specs   map[string]*gateSpec
+	started time.Time // stands in for a node's creation time when it has none
+}
+
+func newGateBook() *gateBook { return &gateBook{specs: map[string]*gateSpec{}, started: time.Now()} }
+
+func gateKey(runID string, spec *config.Spec) string {
+	if spec == nil {
+		return runID
+	}
+	r := spec.Rollout
+	return fmt.Sprintf("%s|%s|%s|%t|%t", runID, r.StartupTaint, r.TaintTimeout(), r.KeepTaintOnFailure, r.NodeLabel)
+}
+
+// setRun takes a spec's run after a reconcile; true when the gate must decide every
+// node again (a new run, other gate settings, a spec it did not know).
+func (b *gateBook) setRun(name string, rs *runState) bool {
+	key := gateKey(rs.runID, rs.spec)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if g := b.specs[name]; g != nil && g.key == key {
+		return false
+	}
+	g := &gateSpec{key: key, results: map[string]rollout.Phase{}}
+	if rs.spec != nil {
+		g.sel, g.taint, g.timeout, g.keep = newSelection(rs.spec), rs.spec.Rollout.StartupTaint, rs.spec.Rollout.TaintTimeout(), rs.spec.Rollout.KeepTaintOnFailure
+		if rs.spec.Rollout.NodeLabel {
+			g.labelKey = jobs.NodeLabelKey(name)
+		}
+	}
+	for node, r := range rs.status.Results {
+		g.results[node] = rollout.Phase(r.Phase)
+	}
+	b.specs[name] = g
+	return true
+}
+
+// record notes a node's outcome; false when the gate has nothing to do with it.
+func (b *gateBook) record(name, node string, phase rollout.Phase) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	g := b.specs[name]
+	if g == nil {
+		return false
+	}
+	if phase == "" {
+		delete(g.results, node)
+	} else {
+		g.results[node] = phase
+	}
+	return g.taint != "" || g.labelKey != ""
+}
+
+func (b *gateBook) remove(name string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.specs, name)
+}
+
+func (b *gateBook) knows(name string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.specs[name] != nil
+}
+
+// nodePlan is what a node should carry, and why a taint goes.
+type nodePlan struct {
+	labels  map[string]bool   // our label keys: true to set, false to remove
+	untaint map[string]string // taint key → why it goes
+	reasons map[string]string // taint key → metric reason
+	spec    map[string]string // taint key → the spec whose Event tells why
+	recheck time.Duration     // when a waiting taint's deadline comes, 0 if none
+}
+
+// plan decides a node against every spec.
+func (b *gateBook) plan(n *corev1.Node, now time.Time) nodePlan {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	p := nodePlan{labels: map[string]bool{}, untaint: map[string]string{}, reasons: map[string]string{}, spec: map[string]string{}}
+	for key := range n.Labels {
+		if strings.HasPrefix(key, jobs.NodeLabelPrefix) {
+			p.labels[key] = false // unless a spec wants it below
+		}
+	}
+	names := make([]string, 0, len(b.specs))
+	for name := range b.specs {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	taints := map[string]*taintVote{}
+	for _, name := range names {
+		g := b.specs[name]
+		if g.taint == "" && g.labelKey == "" {
+			continue
+		}
+		phase, selected := g.results[n.Name], g.sel.selects(n)
+		if g.labelKey != "" {
+			p.labels[g.labelKey] = p.labels[g.labelKey] || selected && holdsImages(phase)
+		}
+		if g.taint != "" {
+			v := taints[g.taint]
+			if v == nil {
+				v = &taintVote{}
+				taints[g.taint] = v
+			}
+			v.add(name, g, phase, selected)
+		}
+	}
+	created := n.CreationTimestamp.Time
+	if created.IsZero() {
+		created = b.started
+	}
+	for i := range n.Spec.Taints {
+		key := n.Spec.Taints[i].Key
+		if v := taints[key]; v != nil {
+			v.decide(&p, key, created, now)
+		}
+	}
+	return p
+}
+
+func holdsImages(phase rollout.Phase) bool {
+	return phase == rollout.Succeeded || phase == rollout.Skipped
+}
+
+// taintVote gathers the specs that name one taint key.
+type taintVote struct {
+	gating   []string // specs that select the node
+	waiting  bool
+	failed   string // the first spec that failed on the node (keepTaintOnFailure unset)
+	timeout  time.Duration
+	everyone []string
+}
+
+func (v *taintVote) add(name string, g *gateSpec, phase rollout.Phase, selected bool) {
+	v.everyone = append(v.everyone, name)
+	if v.timeout == 0 || g.timeout < v.timeout {
+		v.timeout = g.timeout
+	}
+	if !selected {
+		return
+	}
+	v.gating = append(v.gating, name)
+	switch {
+	case holdsImages(phase):
+	case (phase == rollout.Failed || phase == rollout.Gone) && !g.keep:
+		if v.failed == "" {
+			v.failed = name
+		}
+	default:
+		v.waiting = true
+	}
+}
+
+func (v *taintVote) decide(p *nodePlan, key string, created, now time.Time) {
+	deadline := created.Add(v.timeout)
+	switch {
+	case v.failed != "":
+		p.untaint[key], p.reasons[key], p.spec[key] = "the prewarm of spec "+v.failed+" failed on it", "failed", v.failed
+	case len(v.gating) == 0:
+		p.untaint[key], p.reasons[key], p.spec[key] = "no prewarm spec that names the taint selects the node", "unselected", v.everyone[0]
+	case !v.waiting:
+		p.untaint[key], p.reasons[key], p.spec[key] = "it holds the images of "+strings.Join(v.gating, ", "), "prewarmed", v.gating[0]
+	case !now.Before(deadline):
+		p.untaint[key], p.reasons[key], p.spec[key] = fmt.Sprintf("still not prewarmed %s after the node was created (startupTaintTimeout)", v.timeout), "timeout", v.gating[0]
+	default:
+		if left := deadline.Sub(now); p.recheck == 0 || left < p.recheck {
+			p.recheck = left
+		}
+	}
+}
+
+// selects: the spec prewarms the node once it is Ready and schedulable. A node that is
+// not yet Ready is still selected, so its taint waits for it rather than going at once.
+func (s selection) selects(n *corev1.Node) bool {
+	ready := *n // shallow: only the two fields below differ
+	ready.Spec.Unschedulable = false
+	ready.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}
+	return s.eligible(&ready)
+}
+
+// gateReady: every spec in the informer has had a reconcile, so a label whose spec the
+// gate does not know is really stale (at start, every spec is unknown for a moment).
+func (c *Controller) gateReady() bool {
+	for _, obj := range c.specInformer.GetStore().List() {
+		if !c.gate.knows(obj.(*corev1.ConfigMap).Name) {
+			return false
+		}
+	}
+	return true
+}
+
+// gateRun hands a spec's run to the gate after its reconcile.
+func (c *Controller) gateRun(name string, rs *runState) {
+	if c.gate.setRun(name, rs) {
+		c.enqueueAllNodes()
+	}
+}
+
+func (c *Controller) enqueueAllNodes() {
+	for _, key := range c.nodeInformer.GetStore().ListKeys() {
+		c.gateQueue.Add(key)
+	}
+}
+
+// syncNode patches one node's taints and labels to the plan.
+func (c *Controller) syncNode(ctx context.Context, name string) error {
+	obj, exists, err := c.nodeInformer.GetStore().GetByKey(name)
+	if err != nil || !exists {
+		return err
+	}
+	if !c.gateReady() {
+		c.gateQueue.AddAfter(name, time.Second)
+		return nil
+	}
+	n := obj.(*corev1.Node)
+	p := c.gate.plan(n, time.Now())
+	if p.recheck > 0 {
+		c.gateQueue.AddAfter(name, p.recheck)
+	}
+	patch, changed := nodePatch(n, p)
+	if !changed {
+		return nil
+	}
+	_, err = c.client.CoreV1().Nodes().Patch(ctx, name, types.JSONPatchType, patch, metav1.PatchOptions{FieldManager: "image-prewarm"})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		logging.FromContext(ctx).V(1).Info("node patch failed; deciding again", logging.KeyNode, name, "error", err.Error())
+		return wrapf(err, "patch node %s", name)
+	}
+	c.announceUntaint(ctx, name, p)
+	return nil
+}
+
+func (c *Controller) announceUntaint(ctx context.Context, node string, p nodePlan) {
+	for key, why := range p.untaint {
+		metrics.TaintsRemoved.WithLabelValues(p.reasons[key]).Inc()
+		kind := corev1.EventTypeNormal
+		if p.reasons[key] != "prewarmed" {
+			kind = corev1.EventTypeWarning
+		}
+		if obj, ok, _ := c.specInformer.GetStore().GetByKey(c.opts.Namespace + "/" + p.spec[key]); ok {
+			c.recorder.Eventf(obj.(*corev1.ConfigMap), kind, "StartupTaintRemoved", "node %s: taint %s removed: %s", node, key, why)
+		}
+		logging.FromContext(ctx).Info("startup taint removed", logging.KeyNode, node, "taint", key, "reason", why)
+	}
+}
+
+// jsonPatchOp is one RFC 6902 operation.
+type jsonPatchOp struct {
+	Op    string `json:"op"`
+	Path  string `json:"path"`
+	Value any    `json:"value,omitempty"`
+}
+
+// nodePatch turns the plan into a JSON patch; false when the node already matches it.
+func nodePatch(n *corev1.Node, p nodePlan) ([]byte, bool) {
+	var ops []jsonPatchOp
+	if len(p.untaint) > 0 {
+		kept := slices.DeleteFunc(slices.Clone(n.Spec.Taints), func(t corev1.Taint) bool { _, gone := p.untaint[t.Key]; return gone })
+		ops = append(ops, jsonPatchOp{Op: "test", Path: "/spec/taints", Value: n.Spec.Taints},
+			jsonPatchOp{Op: "replace", Path: "/spec/taints", Value: nonNil(kept)})
+	}
+	keys := make([]string, 0, len(p.labels))
+	for key := range p.labels {
+		keys = append(keys, key)
+	}
+	sort.Strings(keys)
+	for _, key := range keys {
+		_, has := n.Labels[key]
+		switch want := p.labels[key]; {
+		case want && n.Labels[key] != jobs.NodeLabelReady && len(n.Labels) == 0:
+			ops = append(ops, jsonPatchOp{Op: "add", Path: "/metadata/labels", Value: map[string]string{key: jobs.NodeLabelReady}})
+		case want && n.Labels[key] != jobs.NodeLabelReady:
+			ops = append(ops, jsonPatchOp{Op: "add", Path: "/metadata/labels/" + escapePointer(key), Value: jobs.NodeLabelReady})
+		case !want && has:
+			ops = append(ops, jsonPatchOp{Op: "remove", Path: "/metadata/labels/" + escapePointer(key)})
+		}
+	}
+	if len(ops) == 0 {
+		return nil, false
+	}
+	b, _ := json.Marshal(ops) // plain values: cannot fail
+	return b, true
+}
+
+func nonNil(t []corev1.Taint) []corev1.Taint {
+	if t == nil {
+		return []corev1.Taint{}
+	}
+	return t
+}
+
+// escapePointer escapes a label key for a JSON pointer (RFC 6901).
+func escapePointer(s string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(s, "~", "~0"), "/", "~1")
+}
