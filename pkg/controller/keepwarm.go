@@ -12,22 +12,24 @@ import (
 	"github.com/image-prewarm/image-prewarm/pkg/rollout"
 )
 
-// Keep warm: a node that succeeded (or was skipped) in the current run and later lacks
-// one of the spec's images in status.images is prewarmed again: its result is dropped,
-// it counts as pending, and the window starts its Job like any other's. Two things in
-// status.images could fake a loss, and neither may start a loop:
+// Keep warm: a node that succeeded (or was skipped) in the current run, whose
+// status.images then listed every image of the spec, and that later lacks one, is
+// prewarmed again: its result is dropped, it counts as pending, and the window starts
+// its Job like any other's. Judging only nodes seen holding the images avoids the false
+// loops status.images could cause:
+//   - kubelet reports a pull with a later status update (up to ~40 s): until the list
+//     shows the images, nothing is judged, however long that takes;
 //   - kubelet lists at most nodeStatusMaxImages (default 50) images, largest first, so
-//     on a node that lists that many a small image can be present yet unlisted: such a
-//     node is not judged at all;
-//   - kubelet reports a pull with its next status update, in practice up to ~40 s
-//     later: a node is judged only heldGrace after its result was recorded (or after
-//     this controller started, for results it loaded).
-// Each node's next rewarm waits twice as long as its last (from rewarmBackoff up to
+//     on a node that lists that many, one of ours can be present yet unlisted: such a
+//     node is not judged;
+//   - a node that never lists them (kwok, or a runtime that reports other names) is
+//     never judged.
+// After a restart a node must be seen holding the images again before it is judged.
+// Each node's next rewarm waits twice as long as its last (rewarmBackoff up to
 // maxRewarmBackoff), so an image that kubelet's GC keeps removing costs one Job per
 // back-off, not a loop; node_rewarms_total counts them.
 
 const (
-	heldGrace        = time.Minute
 	maxListedImages  = 50 // kubelet's default nodeStatusMaxImages
 	rewarmBackoff    = time.Minute
 	maxRewarmBackoff = time.Hour
@@ -43,23 +45,28 @@ type rewarm struct {
 // is due to be prewarmed again; it then drops the node's result.
 func (c *Controller) lostImages(ctx context.Context, cm *corev1.ConfigMap, rs *runState, sel selection, n *corev1.Node, job *batchv1.Job) bool {
 	r := rs.status.Results[n.Name]
-	if rs.spec.Once || !holdsImages(rollout.Phase(r.Phase)) || job != nil || !sel.eligible(n) ||
-		imageCount(n) >= maxListedImages || sel.hasAllImages(n) {
+	if rs.spec.Once || !holdsImages(rollout.Phase(r.Phase)) || job != nil {
 		return false
 	}
+	if sel.hasAllImages(n) {
+		rs.listed[n.Name] = true
+		if rs.lacking[n.Name] { // back before its rewarm was due: labelled again
+			delete(rs.lacking, n.Name)
+			c.gateRecord(cm.Name, n.Name, rollout.Phase(r.Phase))
+		}
+		return false
+	}
+	if !rs.listed[n.Name] || imageCount(n) >= maxListedImages || !sel.eligible(n) {
+		return false
+	}
+	if !rs.lacking[n.Name] {
+		rs.lacking[n.Name] = true
+		c.gateRecord(cm.Name, n.Name, rollout.Pending) // no label while it lacks an image
+	}
 	now := time.Now()
-	since := rs.heldSince[n.Name]
-	if since.IsZero() {
-		since = c.gate.started
-	}
-	due := since.Add(heldGrace)
 	last := rs.rewarms[n.Name]
-	if next := last.at.Add(last.backoff); next.After(due) {
-		due = next
-	}
-	if now.Before(due) {
+	if due := last.at.Add(last.backoff); now.Before(due) {
 		c.queue.AddAfter(cm.Name, due.Sub(now))
-		c.gateRecord(cm.Name, n.Name, rollout.Pending) // it lacks the images: no label meanwhile
 		return false
 	}
 	backoff := rewarmBackoff
@@ -68,9 +75,9 @@ func (c *Controller) lostImages(ctx context.Context, cm *corev1.ConfigMap, rs *r
 	}
 	rs.rewarms[n.Name] = rewarm{at: now, backoff: backoff}
 	delete(rs.status.Results, n.Name)
-	delete(rs.heldSince, n.Name)
+	delete(rs.listed, n.Name)
+	delete(rs.lacking, n.Name)
 	delete(rs.unlanded, n.Name)
-	c.gateRecord(cm.Name, n.Name, "")
 	metrics.Rewarms.WithLabelValues(cm.Name).Inc()
 	c.recorder.Eventf(cm, corev1.EventTypeNormal, "NodeRewarm", "node %s no longer lists every image of run %s: prewarming it again", n.Name, rs.runID)
 	logging.FromContext(ctx).Info("node lost an image; prewarming it again", logging.KeyNode, n.Name, logging.KeyRun, rs.runID)

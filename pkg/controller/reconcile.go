@@ -54,10 +54,11 @@ type runState struct {
 	// pullErrors holds each running node's latest transient pull error: when the Job's
 	// deadline fails it, the pod that showed the error may already be gone.
 	pullErrors map[string]string
-	// heldSince: when each node's success or skip was recorded here (keepwarm.go);
+	// listed: held nodes seen listing every image in status.images (keepwarm.go);
 	// rewarms: the nodes prewarmed again, for their back-off.
-	heldSince map[string]time.Time
-	rewarms   map[string]rewarm
+	listed  map[string]bool
+	lacking map[string]bool // listed nodes that lack an image now, waiting for their rewarm
+	rewarms map[string]rewarm
 	// active counts this run's running Jobs per registry, for caps across specs.
 	active     map[string]int
 	capBlocked bool
@@ -261,8 +262,8 @@ func (c *Controller) record(ctx context.Context, cm *corev1.ConfigMap, rs *runSt
 	}
 	rs.status.Results[node] = status.Result{Phase: string(phase), Reason: reason}
 	c.gateRecord(cm.Name, node, phase)
-	if holdsImages(phase) {
-		rs.heldSince[node] = time.Now()
+	if phase == rollout.Skipped && rs.listed != nil {
+		rs.listed[node] = true // skipped because status.images lists every image
 	}
 	if rs.unlanded == nil {
 		rs.unlanded = map[string]unlanded{}
