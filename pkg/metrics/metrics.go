@@ -16,6 +16,8 @@
 //	image_prewarm_jobs_created_total{spec}                              counter, prewarm Jobs created
 //	image_prewarm_jobs_finished_total{spec,result}                      counter, result=succeeded|failed|cancelled
 //	image_prewarm_node_failures_total{spec,reason}                      counter, reason class (see ReasonClass)
+//	image_prewarm_node_rewarms_total{spec}                               counter, nodes prewarmed again after an image left them (keep warm)
+//	image_prewarm_startup_taints_removed_total{reason}                  counter, startup taints removed: prewarmed, failed, timeout, unselected
 //	image_prewarm_image_pull_duration_seconds{registry}                 histogram, one image on one node, from kubelet's Pulled Event (init-container timestamps where there is none)
 //	image_prewarm_image_pulled_bytes_total{registry}                    counter, bytes of the images pulled, from kubelet's Pulled Events
 //	image_prewarm_secrets_created_total                                 counter, ephemeral pull Secrets created
