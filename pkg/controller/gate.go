@@ -289,14 +289,13 @@ func (c *Controller) syncNode(ctx context.Context, name string) error {
 func (c *Controller) announceUntaint(ctx context.Context, node string, p nodePlan) {
 	for key, why := range p.untaint {
 		metrics.TaintsRemoved.WithLabelValues(p.reasons[key]).Inc()
-		kind := corev1.EventTypeNormal
-		if p.reasons[key] != "prewarmed" {
-			kind = corev1.EventTypeWarning
+		logging.FromContext(ctx).Info("startup taint removed", logging.KeyNode, node, "taint", key, "reason", why)
+		if p.reasons[key] == "prewarmed" {
+			continue // the expected end: counted and logged; an Event per node would be noise
 		}
 		if obj, ok, _ := c.specInformer.GetStore().GetByKey(c.opts.Namespace + "/" + p.spec[key]); ok {
-			c.recorder.Eventf(obj.(*corev1.ConfigMap), kind, "StartupTaintRemoved", "node %s: taint %s removed: %s", node, key, why)
+			c.recorder.Eventf(obj.(*corev1.ConfigMap), corev1.EventTypeWarning, "StartupTaintRemoved", "node %s: taint %s removed without the images: %s", node, key, why)
 		}
-		logging.FromContext(ctx).Info("startup taint removed", logging.KeyNode, node, "taint", key, "reason", why)
 	}
 }
 
