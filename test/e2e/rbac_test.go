@@ -9,6 +9,7 @@ import (
 	authnv1 "k8s.io/api/authentication/v1"
 	authzv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
@@ -16,11 +17,14 @@ import (
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
 	"github.com/image-prewarm/image-prewarm/pkg/status"
+	"github.com/image-prewarm/image-prewarm/test/cluster"
 )
 
 // TestRBACControllerRunsAsChartServiceAccount applies the chart's RBAC for real and runs
 // the controller e2e rollout (20 nodes, private registry, window 5) as the chart's
-// ServiceAccount: the chart grants enough, and no more than DESIGN.md allows.
+// ServiceAccount: the chart grants enough, and no more than DESIGN.md allows. The nodes
+// join with a startup taint, which the ServiceAccount removes (patch), and it may
+// neither create nor delete a node.
 func TestRBACControllerRunsAsChartServiceAccount(t *testing.T) {
 	e := newEnv(t)
 	// fullnameOverride: the cluster-scoped names are unique to this test.
@@ -33,11 +37,14 @@ func TestRBACControllerRunsAsChartServiceAccount(t *testing.T) {
 	holdLease(t, client, e.ns, lease)
 
 	start := time.Now()
-	nodes := e.nodes("n", 20)
+	nodes := e.nodes("n", 20, func(s *cluster.NodeSpec) {
+		s.Taints = append(s.Taints, corev1.Taint{Key: startupTaint, Effect: corev1.TaintEffectNoSchedule})
+	})
+	checkNodeWrites(t, client, nodes[0])
 	e.credentials("harbor-robot", "robot$prewarm", sentinel)
 	jw := e.watchJobs()
 	e.startControllerWith(client)
-	e.applySpec("ml", e.privateSpec(5, threeImages...))
+	e.applySpec("ml", e.privateSpec(5, threeImages...)+"  startupTaint: "+startupTaint+"\n  nodeLabel: true\n")
 	<-jw.firstSeen
 	e.checkSecretWhileRunning()
 	st := e.waitStatus("ml", "run succeeded as the chart's ServiceAccount", phaseIs(status.PhaseSucceeded))
@@ -48,11 +55,27 @@ func TestRBACControllerRunsAsChartServiceAccount(t *testing.T) {
 		t.Errorf("%d Jobs active at once, window 5", maxActive)
 	}
 	e.eventually("Secret reaped", 30*time.Second, func(context.Context) (bool, error) { return len(e.secrets()) == 0, nil })
+	e.eventually("taints removed and labels set as the ServiceAccount", 30*time.Second, func(ctx context.Context) (bool, error) {
+		return len(e.nodesGated(ctx, nodes, "ml")) == 0, nil
+	})
 	e.stopController()
 	e.assertNoCredentialLeak()
 	e.assertRanWithoutDenials()
 	e.assertJobPodsAdmitted(len(nodes))
 	t.Logf("rollout of %d nodes as %s: %v", len(nodes), sa, time.Since(start).Round(time.Millisecond))
+}
+
+// checkNodeWrites: as the ServiceAccount, deleting or creating a node is forbidden by
+// the API server itself, not only by a review.
+func checkNodeWrites(t *testing.T, client kubernetes.Interface, node string) {
+	t.Helper()
+	if err := client.CoreV1().Nodes().Delete(t.Context(), node, metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}}); !apierrors.IsForbidden(err) {
+		t.Errorf("delete node %s as the ServiceAccount: %v, want Forbidden", node, err)
+	}
+	fresh := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node + "-forged"}}
+	if _, err := client.CoreV1().Nodes().Create(t.Context(), fresh, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}); !apierrors.IsForbidden(err) {
+		t.Errorf("create node as the ServiceAccount: %v, want Forbidden", err)
+	}
 }
 
 // impersonate returns a client acting as the ServiceAccount, with the groups a token of
@@ -96,7 +119,11 @@ func checkAccess(t *testing.T, client kubernetes.Interface, ns, lease string) {
 		"nodes list":                   {attrs{Resource: "nodes", Verb: "list"}, true},
 		"nodes watch":                  {attrs{Resource: "nodes", Verb: "watch"}, true},
 		"nodes get":                    {attrs{Resource: "nodes", Verb: "get"}, true},
-		"nodes patch":                  {attrs{Resource: "nodes", Verb: "patch"}, false},
+		"nodes patch":                  {attrs{Resource: "nodes", Verb: "patch"}, true},
+		"nodes update":                 {attrs{Resource: "nodes", Verb: "update"}, false},
+		"nodes create":                 {attrs{Resource: "nodes", Verb: "create"}, false},
+		"nodes delete":                 {attrs{Resource: "nodes", Verb: "delete"}, false},
+		"nodes status patch":           {attrs{Resource: "nodes", Subresource: "status", Verb: "patch"}, false},
 		"tokenreviews create":          {attrs{Group: "authentication.k8s.io", Resource: "tokenreviews", Verb: "create"}, true},
 		"subjectaccessreviews create":  {attrs{Group: "authorization.k8s.io", Resource: "subjectaccessreviews", Verb: "create"}, true},
 		"jobs create":                  {attrs{Namespace: ns, Group: "batch", Resource: "jobs", Verb: "create"}, true},
