@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -99,8 +100,9 @@ func setup(t *testing.T, n, window int) (ns string, nodes []string) {
 		t.Fatal(err)
 	}
 	specs := cluster.FakeNodes(ns, n)
-	for i := range specs {
+	for i := range specs { // they join with the spec's startup taint
 		specs[i].Labels = map[string]string{"fault": ns}
+		specs[i].Taints = []corev1.Taint{{Key: startupTaint, Effect: corev1.TaintEffectNoSchedule}}
 	}
 	if err := kube.CreateNodes(t.Context(), specs...); err != nil {
 		t.Fatal(err)
@@ -124,7 +126,7 @@ func setup(t *testing.T, n, window int) (ns string, nodes []string) {
 
 func applySpec(t *testing.T, ns string, window int) {
 	t.Helper()
-	spec := fmt.Sprintf("registries: [{server: harbor.example.com, credentialsSecret: robot}]\nimages: [harbor.example.com/ml/a:1, nginx:1.27]\nnodeSelector: {fault: %s}\nrollout: {maxConcurrentNodes: %d}\n", ns, window)
+	spec := fmt.Sprintf("registries: [{server: harbor.example.com, credentialsSecret: robot}]\nimages: [harbor.example.com/ml/a:1, nginx:1.27]\nnodeSelector: {fault: %s}\nrollout: {maxConcurrentNodes: %d, startupTaint: %s, nodeLabel: true}\n", ns, window, startupTaint)
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "spec", Namespace: ns, Labels: map[string]string{config.ConfigLabel: "true"}},
 		Data: map[string]string{config.SpecKey: spec}}
 	if _, err := kube.Client.CoreV1().ConfigMaps(ns).Create(t.Context(), cm, metav1.CreateOptions{}); err != nil {
@@ -240,6 +242,28 @@ func waitSucceeded(t *testing.T, ns string, total int, timeout time.Duration) *s
 	return st
 }
 
+const startupTaint = "image-prewarm.io/prewarming"
+
+// assertNodesUngated: once the run succeeded, no node keeps the startup taint and
+// every node carries the spec's label, whatever happened to the controller meanwhile.
+func assertNodesUngated(t *testing.T, nodes []string) {
+	t.Helper()
+	var wrong []string
+	err := wait.PollUntilContextTimeout(t.Context(), 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		wrong = wrong[:0]
+		for _, name := range nodes {
+			node, err := kube.Client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+			if err != nil || node.Labels[jobs.NodeLabelKey("spec")] != jobs.NodeLabelReady || slices.ContainsFunc(node.Spec.Taints, func(t corev1.Taint) bool { return t.Key == startupTaint }) {
+				wrong = append(wrong, name)
+			}
+		}
+		return len(wrong) == 0, nil
+	})
+	if err != nil {
+		t.Fatalf("nodes still tainted or unlabelled: %v", wrong)
+	}
+}
+
 func assertNoPullSecretLeft(t *testing.T, ns string) {
 	t.Helper()
 	err := wait.PollUntilContextTimeout(t.Context(), 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
@@ -274,6 +298,7 @@ func TestControllerKilledRepeatedly(t *testing.T) {
 	waitSucceeded(t, ns, n, 5*time.Minute)
 	ledger.assertOneJobPerNode(t, nodes)
 	assertNoPullSecretLeft(t, ns)
+	assertNodesUngated(t, nodes)
 }
 
 func TestLeaderKilledOtherReplicaFinishes(t *testing.T) {
@@ -306,6 +331,7 @@ func TestLeaderKilledOtherReplicaFinishes(t *testing.T) {
 	t.Logf("takeover (kill → first Job by the new leader): %v; rollout finished %v after the kill", takeover.Round(10*time.Millisecond), time.Since(killed).Round(100*time.Millisecond))
 	ledger.assertOneJobPerNode(t, nodes)
 	assertNoPullSecretLeft(t, ns)
+	assertNodesUngated(t, nodes)
 }
 
 func TestAPIServerOutage(t *testing.T) {
@@ -323,6 +349,7 @@ func TestAPIServerOutage(t *testing.T) {
 	}
 	waitSucceeded(t, ns, len(nodes), 4*time.Minute)
 	assertNoPullSecretLeft(t, ns)
+	assertNodesUngated(t, nodes)
 	ledger.assertOneJobPerNode(t, nodes) // with the Events, it sees Jobs its informer missed while reconnecting
 }
 

@@ -26,6 +26,7 @@ const (
 	missingRepo = "private/missing" // never pushed
 	modelRepo   = "private/model"   // an OCI artifact of 128 MiB with a config of its own type
 	volumeRepo  = "private/volume"  // runnable, prewarmed through an image volume
+	gateRepo    = "private/gate"    // runnable, prewarmed behind the startup taint, removed and prewarmed again
 )
 
 func ref(repo string) string { return kube.Registry.Host + "/" + repo + ":v1" }
@@ -52,6 +53,10 @@ func pushTestImages(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	gate, err := runnable(ctx, 7)
+	if err != nil {
+		return err
+	}
 	scratch, err := images.Scratch()
 	if err != nil {
 		return err
@@ -64,7 +69,7 @@ func pushTestImages(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	for repo, content := range map[string]remote.Taggable{appRepo: app, taskRepo: task, lockedRepo: locked, modelRepo: model, volumeRepo: volume, scratchRepo: scratch, largeRepo: large, foreignRepo: foreign} {
+	for repo, content := range map[string]remote.Taggable{appRepo: app, taskRepo: task, lockedRepo: locked, modelRepo: model, volumeRepo: volume, gateRepo: gate, scratchRepo: scratch, largeRepo: large, foreignRepo: foreign} {
 		if err := kube.Registry.Push(ctx, ref(repo), content); err != nil {
 			return fmt.Errorf("push %s: %w", repo, err)
 		}

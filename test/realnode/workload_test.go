@@ -84,10 +84,32 @@ func (e *env) dockerConfigSecret(t *testing.T, name, user, password string) {
 // createWorkload runs image (the pause program) on the real node as a restricted pod
 // with IfNotPresent, the way a workload that wants the prewarmed copy is written.
 func (e *env) createWorkload(t *testing.T, name, image, secret string) string {
+	pod := workloadPod(e.ns, name, image, secret)
+	pod.Spec.NodeName = node.Name
+	return e.create(t, pod)
+}
+
+// createScheduledWorkload is createWorkload through the scheduler, which honours the
+// node's taints (a pod with spec.nodeName set bypasses them): it selects the real node
+// by its label and tolerates no taint.
+func (e *env) createScheduledWorkload(t *testing.T, name, image, secret string) string {
+	pod := workloadPod(e.ns, name, image, secret)
+	pod.Labels = map[string]string{"app": name}
+	pod.Spec.NodeSelector = map[string]string{cluster.RealNodeLabel: "true"}
+	return e.create(t, pod)
+}
+
+func (e *env) create(t *testing.T, pod *corev1.Pod) string {
+	if _, err := kube.Client.CoreV1().Pods(e.ns).Create(t.Context(), pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return pod.Name
+}
+
+func workloadPod(ns, name, image, secret string) *corev1.Pod {
 	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: e.ns},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
 		Spec: corev1.PodSpec{
-			NodeName:                      node.Name,
 			AutomountServiceAccountToken:  new(false),
 			TerminationGracePeriodSeconds: new(int64(1)),
 			SecurityContext: &corev1.PodSecurityContext{
@@ -105,10 +127,7 @@ func (e *env) createWorkload(t *testing.T, name, image, secret string) string {
 	if secret != "" {
 		pod.Spec.ImagePullSecrets = []corev1.LocalObjectReference{{Name: secret}}
 	}
-	if _, err := kube.Client.CoreV1().Pods(e.ns).Create(t.Context(), pod, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	return name
+	return pod
 }
 
 // podEvent returns the message of the pod's latest Event with the reason, waiting for it.
