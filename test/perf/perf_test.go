@@ -119,8 +119,9 @@ func TestSimulatorFigures(t *testing.T) {
 // its Job creates, to split a refill into the controller's part (finish seen → create
 // sent) and the API server's (the create's round trip).
 type countingTransport struct {
-	next   http.RoundTripper
-	writes atomic.Int64
+	next        http.RoundTripper
+	writes      atomic.Int64
+	nodePatches atomic.Int64
 
 	mu      sync.Mutex
 	creates []timedRequest
@@ -136,6 +137,9 @@ func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		return c.next.RoundTrip(r)
 	}
 	c.writes.Add(1)
+	if r.Method == http.MethodPatch && strings.Contains(r.URL.Path, "/nodes/") {
+		c.nodePatches.Add(1)
+	}
 	sent := time.Now()
 	resp, err := c.next.RoundTrip(r)
 	if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/jobs") {
@@ -189,11 +193,12 @@ func startRunner(t *testing.T, kube *cluster.Cluster, ns string) *runner {
 	return r
 }
 
-func createNodes(t *testing.T, kube *cluster.Cluster, prefix string, n int, label string) []string {
+func createNodes(t *testing.T, kube *cluster.Cluster, prefix string, n int, label string, taints ...corev1.Taint) []string {
 	t.Helper()
 	specs := cluster.FakeNodes(prefix, n)
 	for i := range specs {
 		specs[i].Labels = map[string]string{"perf": label}
+		specs[i].Taints = taints
 	}
 	if err := kube.CreateNodes(t.Context(), specs...); err != nil {
 		t.Fatal(err)
