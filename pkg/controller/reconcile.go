@@ -122,9 +122,12 @@ func (c *Controller) sync(ctx context.Context, name string) error {
 // rejectSpec reports an invalid spec. A run already under way keeps going under its last
 // valid spec: a bad edit must not lose work in progress.
 func (c *Controller) rejectSpec(ctx context.Context, cm *corev1.ConfigMap, rs *runState, err error) error {
-	metrics.RejectConfig(cm.Name, cm.ResourceVersion)
-	c.recorder.Event(cm, corev1.EventTypeWarning, "InvalidSpec", truncate(err.Error(), maxEventLen))
-	logging.FromContext(ctx).Info("prewarm spec rejected", "error", err.Error())
+	// Once per revision: every node event reconciles the spec again, and a log line and
+	// an Event each time would bury the one that matters.
+	if metrics.RejectConfig(cm.Name, cm.ResourceVersion) {
+		c.recorder.Event(cm, corev1.EventTypeWarning, "InvalidSpec", truncate(err.Error(), maxEventLen))
+		logging.FromContext(ctx).Info("prewarm spec rejected", "error", err.Error())
+	}
 	if rs == nil {
 		rs = &runState{status: &status.Status{Spec: cm.Name, Results: map[string]status.Result{}}, owner: ownerOf(cm)}
 		c.setRun(cm.Name, rs)

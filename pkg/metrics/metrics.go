@@ -295,16 +295,17 @@ var rejected = struct {
 
 // RejectConfig marks a spec's config invalid and counts the rejection once per
 // revision (the ConfigMap's resourceVersion): a rejected spec is reconciled again and
-// again, but it was rejected once.
-func RejectConfig(spec, revision string) {
+// again, but it was rejected once. first says this call is that once.
+func RejectConfig(spec, revision string) (first bool) {
 	ConfigValid.WithLabelValues(spec).Set(0)
 	rejected.Lock()
 	defer rejected.Unlock()
 	if rejected.revision[spec] == revision {
-		return
+		return false
 	}
 	rejected.revision[spec] = revision
 	ConfigRejections.WithLabelValues(spec).Inc()
+	return true
 }
 
 // ForgetSpec removes a deleted spec's series, so dashboards show no ghosts and the

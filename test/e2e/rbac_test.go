@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/leaderelection"
@@ -29,7 +30,8 @@ func TestRBACControllerRunsAsChartServiceAccount(t *testing.T) {
 	e := newEnv(t)
 	// fullnameOverride: the cluster-scoped names are unique to this test.
 	objs := renderChart(t, "rbac", e.ns, "--set", "fullnameOverride="+e.ns)
-	applyForReal(t, ofKinds(objs, "ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"))
+	applyForReal(t, ofKinds(objs, "ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding",
+		"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"))
 	sa := oneOfKind(t, objs, "ServiceAccount").GetName()
 	client := impersonate(t, e.ns, sa)
 	lease := leaseNameOf(t, deploymentOf(t, objs).Spec.Template.Spec.Containers[0].Args)
@@ -41,6 +43,7 @@ func TestRBACControllerRunsAsChartServiceAccount(t *testing.T) {
 		s.Taints = append(s.Taints, corev1.Taint{Key: startupTaint, Effect: corev1.TaintEffectNoSchedule})
 	})
 	checkNodeWrites(t, client, nodes[0])
+	checkNodePolicy(t, client, nodes[0])
 	e.credentials("harbor-robot", "robot$prewarm", sentinel)
 	jw := e.watchJobs()
 	e.startControllerWith(client)
@@ -75,6 +78,35 @@ func checkNodeWrites(t *testing.T, client kubernetes.Interface, node string) {
 	fresh := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node + "-forged"}}
 	if _, err := client.CoreV1().Nodes().Create(t.Context(), fresh, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}); !apierrors.IsForbidden(err) {
 		t.Errorf("create node as the ServiceAccount: %v, want Forbidden", err)
+	}
+}
+
+// checkNodePolicy: the chart's ValidatingAdmissionPolicy lets the ServiceAccount change
+// only its own labels and remove taints: a foreign label, a new taint and a cordon are
+// denied (dry-run; the policy takes a moment to be in force after its creation).
+func checkNodePolicy(t *testing.T, client kubernetes.Interface, node string) {
+	t.Helper()
+	forged := map[string]string{
+		"foreign label": `[{"op":"add","path":"/metadata/labels/team","value":"evil"}]`,
+		"new taint":     `[{"op":"add","path":"/spec/taints/-","value":{"key":"evict","effect":"NoExecute"}}]`,
+		"cordon":        `[{"op":"add","path":"/spec/unschedulable","value":true}]`,
+	}
+	allowed := `[{"op":"add","path":"/metadata/labels/prewarm.image-prewarm.io~1probe","value":"ready"}]`
+	dryRun := metav1.PatchOptions{DryRun: []string{metav1.DryRunAll}}
+	for name, patch := range forged {
+		var err error
+		_ = wait.PollUntilContextTimeout(t.Context(), 200*time.Millisecond, 20*time.Second, true, func(ctx context.Context) (bool, error) {
+			_, err = client.CoreV1().Nodes().Patch(ctx, node, types.JSONPatchType, []byte(patch), dryRun)
+			return apierrors.IsForbidden(err) || apierrors.IsInvalid(err), nil
+		})
+		if !apierrors.IsForbidden(err) && !apierrors.IsInvalid(err) {
+			t.Errorf("%s as the ServiceAccount: %v, want denied by the node policy", name, err)
+		} else {
+			t.Logf("%s: %v", name, err)
+		}
+	}
+	if _, err := client.CoreV1().Nodes().Patch(t.Context(), node, types.JSONPatchType, []byte(allowed), dryRun); err != nil {
+		t.Errorf("its own label as the ServiceAccount: %v, want allowed", err)
 	}
 }
 
