@@ -39,11 +39,12 @@ func families() map[string]bool {
 
 // alerts are the alerts the chart must ship, with their severity.
 var alerts = map[string]string{
-	"ImagePrewarmRolloutStuck":     "warning",
-	"ImagePrewarmFailureRatioHigh": "warning",
-	"ImagePrewarmConfigInvalid":    "warning",
-	"ImagePrewarmWebhookErrors":    "warning",
-	"ImagePrewarmNoLeader":         "critical",
+	"ImagePrewarmRolloutStuck":            "warning",
+	"ImagePrewarmFailureRatioHigh":        "warning",
+	"ImagePrewarmConfigInvalid":           "warning",
+	"ImagePrewarmWebhookErrors":           "warning",
+	"ImagePrewarmNoLeader":                "critical",
+	"ImagePrewarmNodesUngatedUnprewarmed": "warning",
 }
 
 func TestInstallSecondRunIsInstant(t *testing.T) {
