@@ -36,6 +36,8 @@ import (
 // startupTaintTimeout of those specs after the node was created. A node without the
 // taint is only labelled. Only keys that some spec names are ever touched.
 
+const gateStartGrace = time.Minute
+
 // gateSpec is what the gate knows of one spec's current run.
 type gateSpec struct {
 	key      string // run ID and gate settings: a change redecides every node
@@ -222,18 +224,32 @@ func (v *taintVote) decide(p *nodePlan, key string, created, now time.Time) {
 	}
 }
 
-// selects: the spec prewarms the node once it is Ready and schedulable. A node that is
-// not yet Ready is still selected, so its taint waits for it rather than going at once.
+// selects: the spec prewarms the node once it is Ready, schedulable and past its
+// bootstrap taints. A new node is often not Ready yet and carries the kubelet's, the
+// cloud provider's or Karpenter's transient taints; it is still selected, so its startup
+// taint waits for it (until the timeout) rather than going at once.
 func (s selection) selects(n *corev1.Node) bool {
-	ready := *n // shallow: only the two fields below differ
+	ready := *n // shallow: only the fields below differ
 	ready.Spec.Unschedulable = false
 	ready.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}
+	ready.Spec.Taints = slices.DeleteFunc(slices.Clone(n.Spec.Taints), func(t corev1.Taint) bool { return bootstrapTaint(t.Key) })
 	return s.eligible(&ready)
+}
+
+// bootstrapTaint: a taint that a node loses by itself as it comes up.
+func bootstrapTaint(key string) bool {
+	return strings.HasPrefix(key, "node.kubernetes.io/") || strings.HasPrefix(key, "karpenter.sh/") ||
+		key == "node.cloudprovider.kubernetes.io/uninitialized"
 }
 
 // gateReady: every spec in the informer has had a reconcile, so a label whose spec the
 // gate does not know is really stale (at start, every spec is unknown for a moment).
+// A spec whose reconcile keeps failing must not hold every node's taint: past
+// gateStartGrace the gate decides with what it knows.
 func (c *Controller) gateReady() bool {
+	if time.Since(c.gate.started) > gateStartGrace {
+		return true
+	}
 	for _, obj := range c.specInformer.GetStore().List() {
 		if !c.gate.knows(obj.(*corev1.ConfigMap).Name) {
 			return false

@@ -89,6 +89,12 @@ func TestGateNeverKeepsATaintForever(t *testing.T) {
 		"past the timeout":      {spec: gpuSpec, phase: "", node: gpuNode(old), reason: "timeout"},
 		"selected by no spec":   {spec: "images: [nginx:1.27]\nnodeSelector: {pool: cpu}\nrollout: {startupTaint: " + startupTaint + "}\n", node: gpuNode(), reason: "unselected"},
 		"not Ready yet: waits":  {spec: gpuSpec, node: gpuNode(func(n *corev1.Node) { n.Status.Conditions = nil }), reason: ""},
+		"not Ready, its taints untolerated: waits": {
+			spec: "images: [nginx:1.27]\nnodeSelector: {pool: gpu}\ntolerations: []\nrollout: {startupTaint: " + startupTaint + "}\n",
+			node: gpuNode(func(n *corev1.Node) {
+				n.Status.Conditions = nil
+				n.Spec.Taints = []corev1.Taint{{Key: startupTaint, Effect: corev1.TaintEffectNoSchedule}, {Key: "node.kubernetes.io/not-ready", Effect: corev1.TaintEffectNoSchedule}}
+			}), reason: ""},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
