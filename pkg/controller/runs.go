@@ -85,6 +85,7 @@ func (c *Controller) runFor(ctx context.Context, cm *corev1.ConfigMap, spec *con
 	for _, reg := range runRegistries(spec) {
 		metrics.PulledBytes.WithLabelValues(reg) // at 0 from the start, so rates work before the first pull
 	}
+	metrics.Rewarms.WithLabelValues(cm.Name) // likewise
 	c.setRun(cm.Name, fresh)
 	return fresh, nil
 }

@@ -110,6 +110,9 @@ func init() {
 	for _, r := range reconcileResults {
 		Reconciles.WithLabelValues(r)
 	}
+	for _, r := range []string{"prewarmed", "failed", "timeout", "unselected"} {
+		TaintsRemoved.WithLabelValues(r) // at 0 from the start, so increase() works from the first removal
+	}
 }
 
 func gauge(name, help string, labels ...string) *prometheus.GaugeVec {

@@ -125,7 +125,10 @@ func (e *env) checkKeptFor(bad []string, recorded *statusResults, gone *jobDelet
 		e.t.Errorf("%d failed Jobs kept (%v), want %d; the rest deleted at once", len(kept), kept, config.FailedJobsKeptPerRun)
 	}
 	for _, d := range kept {
-		if d < keepFailed-5*time.Second || d > keepFailed+15*time.Second {
+		// Up to 10 s short: a failure that happened while the controller was stopped is
+		// stored only after the restart, but kept from when its pull began (CI once saw
+		// 32.7 s this way).
+		if d < keepFailed-10*time.Second || d > keepFailed+15*time.Second {
 			e.t.Errorf("a failed Job was kept %v, want about keepFailedJobs (%v)", d, keepFailed)
 		}
 	}
