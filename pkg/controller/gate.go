@@ -119,18 +119,20 @@ func (b *gateBook) knows(name string) bool {
 
 // nodePlan is what a node should carry, and why a taint goes.
 type nodePlan struct {
-	labels  map[string]bool   // our label keys: true to set, false to remove
-	untaint map[string]string // taint key → why it goes
-	reasons map[string]string // taint key → metric reason
-	spec    map[string]string // taint key → the spec whose Event tells why
-	recheck time.Duration     // when a waiting taint's deadline comes, 0 if none
+	labels  map[string]bool    // our label keys: true to set, false to remove
+	untaint map[string]removal // by taint key
+	recheck time.Duration      // when a waiting taint's deadline comes, 0 if none
 }
+
+// removal is why a taint goes: in words, as the metric's reason, and the spec whose
+// Event tells it.
+type removal struct{ why, reason, spec string }
 
 // plan decides a node against every spec.
 func (b *gateBook) plan(n *corev1.Node, now time.Time) nodePlan {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	p := nodePlan{labels: map[string]bool{}, untaint: map[string]string{}, reasons: map[string]string{}, spec: map[string]string{}}
+	p := nodePlan{labels: map[string]bool{}, untaint: map[string]removal{}}
 	for key := range n.Labels {
 		if strings.HasPrefix(key, jobs.NodeLabelPrefix) {
 			p.labels[key] = false // unless a spec wants it below
@@ -179,15 +181,17 @@ func holdsImages(phase rollout.Phase) bool {
 
 // taintVote gathers the specs that name one taint key.
 type taintVote struct {
-	gating   []string // specs that select the node
-	waiting  bool
-	failed   string // the first spec that failed on the node (keepTaintOnFailure unset)
-	timeout  time.Duration
-	everyone []string
+	gating  []string // specs that select the node
+	waiting bool
+	failed  string // the first spec that failed on the node (keepTaintOnFailure unset)
+	timeout time.Duration
+	first   string // the first spec that names the taint
 }
 
 func (v *taintVote) add(name string, g *gateSpec, phase rollout.Phase, selected bool) {
-	v.everyone = append(v.everyone, name)
+	if v.first == "" {
+		v.first = name
+	}
 	if v.timeout == 0 || g.timeout < v.timeout {
 		v.timeout = g.timeout
 	}
@@ -210,13 +214,13 @@ func (v *taintVote) decide(p *nodePlan, key string, created, now time.Time) {
 	deadline := created.Add(v.timeout)
 	switch {
 	case v.failed != "":
-		p.untaint[key], p.reasons[key], p.spec[key] = "the prewarm of spec "+v.failed+" failed on it", "failed", v.failed
+		p.untaint[key] = removal{why: "the prewarm of spec " + v.failed + " failed on it", reason: "failed", spec: v.failed}
 	case len(v.gating) == 0:
-		p.untaint[key], p.reasons[key], p.spec[key] = "no prewarm spec that names the taint selects the node", "unselected", v.everyone[0]
+		p.untaint[key] = removal{why: "no prewarm spec that names the taint selects the node", reason: "unselected", spec: v.first}
 	case !v.waiting:
-		p.untaint[key], p.reasons[key], p.spec[key] = "it holds the images of "+strings.Join(v.gating, ", "), "prewarmed", v.gating[0]
+		p.untaint[key] = removal{why: "it holds the images of " + strings.Join(v.gating, ", "), reason: "prewarmed", spec: v.gating[0]}
 	case !now.Before(deadline):
-		p.untaint[key], p.reasons[key], p.spec[key] = fmt.Sprintf("still not prewarmed %s after the node was created (startupTaintTimeout)", v.timeout), "timeout", v.gating[0]
+		p.untaint[key] = removal{why: fmt.Sprintf("still not prewarmed %s after the node was created (startupTaintTimeout)", v.timeout), reason: "timeout", spec: v.gating[0]}
 	default:
 		if left := deadline.Sub(now); p.recheck == 0 || left < p.recheck {
 			p.recheck = left
@@ -303,14 +307,14 @@ func (c *Controller) syncNode(ctx context.Context, name string) error {
 }
 
 func (c *Controller) announceUntaint(ctx context.Context, node string, p nodePlan) {
-	for key, why := range p.untaint {
-		metrics.TaintsRemoved.WithLabelValues(p.reasons[key]).Inc()
-		logging.FromContext(ctx).Info("startup taint removed", logging.KeyNode, node, "taint", key, "reason", why)
-		if p.reasons[key] == "prewarmed" {
+	for key, r := range p.untaint {
+		metrics.TaintsRemoved.WithLabelValues(r.reason).Inc()
+		logging.FromContext(ctx).Info("startup taint removed", logging.KeyNode, node, "taint", key, "reason", r.why)
+		if r.reason == "prewarmed" {
 			continue // the expected end: counted and logged; an Event per node would be noise
 		}
-		if obj, ok, _ := c.specInformer.GetStore().GetByKey(c.opts.Namespace + "/" + p.spec[key]); ok {
-			c.recorder.Eventf(obj.(*corev1.ConfigMap), corev1.EventTypeWarning, "StartupTaintRemoved", "node %s: taint %s removed without the images: %s", node, key, why)
+		if obj, ok, _ := c.specInformer.GetStore().GetByKey(c.opts.Namespace + "/" + r.spec); ok {
+			c.recorder.Eventf(obj.(*corev1.ConfigMap), corev1.EventTypeWarning, "StartupTaintRemoved", "node %s: taint %s removed without the images: %s", node, key, r.why)
 		}
 	}
 }

@@ -60,7 +60,7 @@ func TestGateWaitsForEverySpecThatNamesTheTaint(t *testing.T) {
 	}
 	b.record("b", "n1", rollout.Skipped)
 	p = b.plan(gpuNode(), time.Now())
-	if p.reasons[startupTaint] != "prewarmed" || len(p.untaint) != 1 {
+	if p.untaint[startupTaint].reason != "prewarmed" || len(p.untaint) != 1 {
 		t.Fatalf("both done: plan %+v, want the startup taint removed as prewarmed", p)
 	}
 	patch, _ := nodePatch(gpuNode(), p)
@@ -104,7 +104,7 @@ func TestGateNeverKeepsATaintForever(t *testing.T) {
 				results["a"]["n1"] = tc.phase
 			}
 			p := bookWith(t, map[string]string{"a": spec}, results).plan(tc.node, time.Now())
-			if got := p.reasons[startupTaint]; got != tc.reason {
+			if got := p.untaint[startupTaint].reason; got != tc.reason {
 				t.Fatalf("reason %q, want %q (plan %+v)", got, tc.reason, p)
 			}
 		})

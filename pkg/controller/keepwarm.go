@@ -45,18 +45,21 @@ type rewarm struct {
 // is due to be prewarmed again; it then drops the node's result.
 func (c *Controller) lostImages(ctx context.Context, cm *corev1.ConfigMap, rs *runState, sel selection, n *corev1.Node, job *batchv1.Job) bool {
 	r := rs.status.Results[n.Name]
-	if rs.spec.Once || !holdsImages(rollout.Phase(r.Phase)) || job != nil {
+	if rs.spec.Once || !holdsImages(rollout.Phase(r.Phase)) || job != nil || settled(rs, n) {
 		return false
 	}
 	if sel.hasAllImages(n) {
 		rs.listed[n.Name] = true
+		rs.settled[n.Name] = n.ResourceVersion
 		if rs.lacking[n.Name] { // back before its rewarm was due: labelled again
 			delete(rs.lacking, n.Name)
+			delete(rs.settled, n.Name)
 			c.gateRecord(cm.Name, n.Name, rollout.Phase(r.Phase))
 		}
 		return false
 	}
 	if !rs.listed[n.Name] || imageCount(n) >= maxListedImages || !sel.eligible(n) {
+		rs.settled[n.Name] = n.ResourceVersion
 		return false
 	}
 	if !rs.lacking[n.Name] {
@@ -77,11 +80,19 @@ func (c *Controller) lostImages(ctx context.Context, cm *corev1.ConfigMap, rs *r
 	delete(rs.status.Results, n.Name)
 	delete(rs.listed, n.Name)
 	delete(rs.lacking, n.Name)
+	delete(rs.settled, n.Name)
 	delete(rs.unlanded, n.Name)
 	metrics.Rewarms.WithLabelValues(cm.Name).Inc()
 	c.recorder.Eventf(cm, corev1.EventTypeNormal, "NodeRewarm", "node %s no longer lists every image of run %s: prewarming it again", n.Name, rs.runID)
 	logging.FromContext(ctx).Info("node lost an image; prewarming it again", logging.KeyNode, n.Name, logging.KeyRun, rs.runID)
 	return true
+}
+
+// settled: keep warm found nothing to do for the node at its current resourceVersion.
+// A node without one (never from an API server) is always judged.
+func settled(rs *runState, n *corev1.Node) bool {
+	v, ok := rs.settled[n.Name]
+	return ok && v != "" && v == n.ResourceVersion
 }
 
 // gateRecord tells the node gate of a node's outcome ("" when dropped).

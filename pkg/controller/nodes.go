@@ -74,7 +74,7 @@ func normalizeImage(image string) string {
 func nodeRelevantChange(old, cur *corev1.Node) bool {
 	return isReady(old) != isReady(cur) ||
 		old.Spec.Unschedulable != cur.Spec.Unschedulable ||
-		!labels.Equals(withoutGateLabels(old.Labels), withoutGateLabels(cur.Labels)) ||
+		!sameLabelsBesideGate(old.Labels, cur.Labels) ||
 		!slices.EqualFunc(old.Spec.Taints, cur.Spec.Taints, sameTaint) ||
 		packedFingerprints(old) != packedFingerprints(cur)
 }
@@ -89,18 +89,24 @@ func sameTaint(a, b corev1.Taint) bool {
 	return a.Key == b.Key && a.Value == b.Value && a.Effect == b.Effect
 }
 
-func withoutGateLabels(l map[string]string) map[string]string {
-	var out map[string]string
-	for k, v := range l {
-		if strings.HasPrefix(k, jobs.NodeLabelPrefix) {
-			continue
+// sameLabelsBesideGate compares two label sets without the gate's own labels, and
+// without copying them: it runs on every node update.
+func sameLabelsBesideGate(a, b map[string]string) bool {
+	count := func(l map[string]string) int {
+		n := 0
+		for k := range l {
+			if !strings.HasPrefix(k, jobs.NodeLabelPrefix) {
+				n++
+			}
 		}
-		if out == nil {
-			out = make(map[string]string, len(l))
-		}
-		out[k] = v
+		return n
 	}
-	return out
+	for k, v := range a {
+		if w, ok := b[k]; !strings.HasPrefix(k, jobs.NodeLabelPrefix) && (!ok || w != v) {
+			return false
+		}
+	}
+	return count(a) == count(b)
 }
 
 func imageCount(n *corev1.Node) int {

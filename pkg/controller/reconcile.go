@@ -59,6 +59,9 @@ type runState struct {
 	listed  map[string]bool
 	lacking map[string]bool // listed nodes that lack an image now, waiting for their rewarm
 	rewarms map[string]rewarm
+	// settled: held nodes keep warm found nothing to do for, at this resourceVersion:
+	// a node that has not changed since is not judged again on every reconcile.
+	settled map[string]string
 	// active counts this run's running Jobs per registry, for caps across specs.
 	active     map[string]int
 	capBlocked bool

@@ -53,7 +53,7 @@ func (c *Controller) runFor(ctx context.Context, cm *corev1.ConfigMap, spec *con
 		status:       &status.Status{Spec: cm.Name, RunID: runID, Results: map[string]status.Result{}, Started: time.Now()},
 		finishedJobs: map[types.UID]bool{}, active: map[string]int{}, awaiting: map[string]time.Time{},
 		pullErrors: map[string]string{}, unlanded: map[string]unlanded{},
-		listed: map[string]bool{}, lacking: map[string]bool{}, rewarms: map[string]rewarm{},
+		listed: map[string]bool{}, lacking: map[string]bool{}, rewarms: map[string]rewarm{}, settled: map[string]string{},
 	}
 	if rs != nil { // the previous run's kept failures keep their time, its deletions their dedup
 		fresh.keptSince, fresh.deleting = rs.keptSince, rs.deleting
