@@ -18,8 +18,12 @@ import (
 	"github.com/image-prewarm/image-prewarm/pkg/status"
 )
 
-// maxFailuresShown bounds the failing nodes listed per spec; the rest are counted.
-const maxFailuresShown = 5
+// maxFailuresShown bounds the failure groups listed per spec, maxNodesShown the nodes
+// named per group; the rest are counted.
+const (
+	maxFailuresShown = 5
+	maxNodesShown    = 3
+)
 
 // maxReasonShown keeps a failure on one line of an ordinary terminal; the status
 // ConfigMap and -o json hold the whole reason.
@@ -32,20 +36,17 @@ func shorten(s string, n int) string {
 	return string([]rune(s)[:n-1]) + "…"
 }
 
-// Load reads every status ConfigMap in the namespace, sorted by spec name.
+// Load reads every status in the namespace, summaries with their segments, sorted by
+// spec name. A status read in part (a broken field) is shown with what was read: the
+// controller rewrites it shortly.
 func Load(ctx context.Context, client kubernetes.Interface, namespace string) ([]*status.Status, error) {
 	list, err := client.CoreV1().ConfigMaps(namespace).List(ctx, metav1.ListOptions{LabelSelector: status.LabelStatusOf})
 	if err != nil {
 		return nil, fmt.Errorf("list status ConfigMaps in %s: %w", namespace, err)
 	}
-	out := make([]*status.Status, 0, len(list.Items))
-	for i := range list.Items {
-		cm := &list.Items[i]
-		spec := strings.TrimSuffix(cm.Name, "-status")
-		s, err := status.FromConfigMap(spec, cm)
-		if err != nil {
-			continue // a broken status is rewritten by the controller shortly
-		}
+	all := status.FromList(list.Items)
+	out := make([]*status.Status, 0, len(all))
+	for _, s := range all {
 		out = append(out, s)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Spec < out[j].Spec })
@@ -71,20 +72,20 @@ func Render(w io.Writer, statuses []*status.Status, now time.Time, width int) {
 	}
 }
 
+// renderFailures shows the largest failure groups: one line per reason with its
+// count and first nodes, so 20 000 nodes failing alike read as one line.
 func renderFailures(w io.Writer, s *status.Status) {
-	var failed []string
-	for node, r := range s.Results {
-		if r.Reason != "" {
-			failed = append(failed, fmt.Sprintf("    ✗ %s: %s", node, shorten(r.Reason, maxReasonShown)))
-		}
-	}
-	sort.Strings(failed)
-	for i, line := range failed {
+	groups := status.GroupFailures(s.Results)
+	for i, g := range groups {
 		if i == maxFailuresShown {
-			fmt.Fprintf(w, "    … and %d more failed nodes\n", len(failed)-maxFailuresShown)
+			fmt.Fprintf(w, "    … and %d more failed nodes, for other reasons\n", status.FailedCount(groups[i:]))
 			break
 		}
-		fmt.Fprintln(w, line)
+		nodes := strings.Join(g.Nodes[:min(len(g.Nodes), maxNodesShown)], ", ")
+		if more := g.Count - min(len(g.Nodes), maxNodesShown); more > 0 {
+			nodes += fmt.Sprintf(" and %d more", more)
+		}
+		fmt.Fprintf(w, "    ✗ %d × %s\n        %s\n", g.Count, shorten(g.Reason, maxReasonShown), nodes)
 	}
 }
 
@@ -133,6 +134,8 @@ type jsonStatus struct {
 	Started  *time.Time               `json:"startTime,omitempty"`
 	Finished *time.Time               `json:"finishTime,omitempty"`
 	Failed   map[string]status.Result `json:"failedNodes,omitempty"`
+	// Failures groups failedNodes by reason, largest first (a sample of nodes each).
+	Failures []status.Group `json:"failures,omitempty"`
 }
 
 // RenderJSON writes the statuses as a JSON array.
@@ -146,6 +149,7 @@ func RenderJSON(w io.Writer, statuses []*status.Status) error {
 		if !s.Finished.IsZero() {
 			js.Finished = &s.Finished
 		}
+		js.Failures = status.GroupFailures(s.Results)
 		for node, r := range s.Results {
 			if r.Reason != "" {
 				if js.Failed == nil {

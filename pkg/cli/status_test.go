@@ -3,9 +3,14 @@ package cli
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/image-prewarm/image-prewarm/pkg/status"
 )
@@ -24,7 +29,7 @@ func TestRender(t *testing.T) {
 	s := sample()
 	Render(&buf, []*status.Status{s}, s.Started.Add(50*time.Second), 10)
 	out := buf.String()
-	for _, want := range []string{"ml", "Running", "[█████░░░░░]", " 50%", "5/10", "failed 1", "ETA 50s", "✗ n9: ErrImagePull: 401 Unauthorized"} {
+	for _, want := range []string{"ml", "Running", "[█████░░░░░]", " 50%", "5/10", "failed 1", "ETA 50s", "✗ 1 × ErrImagePull: 401 Unauthorized", "        n9"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
@@ -33,13 +38,43 @@ func TestRender(t *testing.T) {
 
 func TestRenderManyFailuresIsBounded(t *testing.T) {
 	s := sample()
-	for i := range 20 {
-		s.Results[string(rune('a'+i))] = status.Result{Phase: "Failed", Reason: "x"}
+	for i := range 2000 {
+		s.Results[fmt.Sprintf("node-%04d", i)] = status.Result{Phase: "Failed", Reason: fmt.Sprintf("reason %d", i%20)}
 	}
 	var buf bytes.Buffer
 	Render(&buf, []*status.Status{s}, time.Now(), 10)
-	if strings.Count(buf.String(), "✗") != maxFailuresShown || !strings.Contains(buf.String(), "more failed nodes") {
-		t.Fatalf("failures not bounded:\n%s", buf.String())
+	out := buf.String()
+	if strings.Count(out, "✗") != maxFailuresShown || !strings.Contains(out, "… and 1501 more failed nodes, for other reasons") ||
+		!strings.Contains(out, "✗ 100 × reason 0\n        node-0000, node-0020, node-0040 and 97 more") {
+		t.Fatalf("failures not grouped and bounded:\n%s", out)
+	}
+}
+
+// Load reads a big run from its summary and segments, and skips no status that is
+// damaged in part.
+func TestLoadAssemblesSegments(t *testing.T) {
+	s := &status.Status{Spec: "ml", RunID: "r1", Phase: status.PhaseRunning, Results: map[string]status.Result{}}
+	for i := range 2500 {
+		s.SetResult(fmt.Sprintf("node-%04d", i), status.Result{Phase: "Failed", Reason: "ErrImagePull: 401"})
+	}
+	objs, err := s.ConfigMaps("ns", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: status.Name("old"), Namespace: "ns", Labels: map[string]string{status.LabelStatusOf: "old"}},
+		Data: map[string]string{status.KeyRunID: "r0", status.KeyResults: `{"a":{"phase":"Failed","reason":"x"},"b":`}}
+	client := fake.NewClientset(broken)
+	for _, cm := range objs {
+		if _, err := client.CoreV1().ConfigMaps("ns").Create(t.Context(), cm, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := Load(t.Context(), client, "ns")
+	if err != nil || len(got) != 2 {
+		t.Fatalf("%d statuses, %v", len(got), err)
+	}
+	if got[0].Spec != "ml" || len(got[0].Results) != 2500 || got[1].Spec != "old" || len(got[1].Results) != 1 {
+		t.Fatalf("loaded %s with %d results, %s with %d", got[0].Spec, len(got[0].Results), got[1].Spec, len(got[1].Results))
 	}
 }
 

@@ -254,30 +254,30 @@ func ignoreAlreadyExists(err error) error {
 	return err
 }
 
-// storedStatus is the status ConfigMap as found in the cluster.
+// storedStatus is the status as found in the cluster: the summary and its segments.
 type storedStatus struct {
-	obj    *corev1.ConfigMap
+	objs   []*corev1.ConfigMap
 	status *status.Status
+	// damage says what could not be read (an older version's broken or cut-short
+	// field, a lost segment): the run resumes with the rest, and the nodes whose
+	// results were lost are observed afresh (their Jobs, or their images).
+	damage error
 }
 
 func (c *Controller) loadStatus(ctx context.Context, spec string) (*storedStatus, error) {
-	cm, err := c.client.CoreV1().ConfigMaps(c.opts.Namespace).Get(ctx, status.Name(spec), metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
+	s, objs, err := status.Read(ctx, c.client, c.opts.Namespace, spec)
+	switch {
+	case s == nil && err != nil:
+		return nil, err
+	case s == nil:
 		return nil, nil
 	}
-	if err != nil {
-		return nil, wrapf(err, "read status of %s", spec)
-	}
-	s, err := status.FromConfigMap(spec, cm)
-	if err != nil { // unreadable: start afresh, it is rewritten soon
-		return &storedStatus{obj: cm, status: &status.Status{Spec: spec}}, nil
-	}
-	return &storedStatus{obj: cm, status: s}, nil
+	return &storedStatus{objs: objs, status: s, damage: err}, nil
 }
 
 // writeStatus hands the run's status to the status writer when it changed, at most once
 // per StatusInterval; a change held back is handed over by a requeue when the interval
-// has passed. The ConfigMap (every node's result as JSON) is only built when one is due.
+// has passed. The ConfigMaps (pkg/status) are only built when one is due.
 func (c *Controller) writeStatus(ctx context.Context, spec string, rs *runState, nodes []rollout.Node) error {
 	c.fillStatus(rs, nodes)
 	rs.status.Sizes = c.pulls.sizesOf(spec)
@@ -286,19 +286,22 @@ func (c *Controller) writeStatus(ctx context.Context, spec string, rs *runState,
 		c.queue.AddAfter(spec, wait) // one deferred reconcile writes what changed meanwhile
 		return nil
 	}
-	desired, err := rs.status.ConfigMap(c.opts.Namespace, map[string]string{jobs.LabelApp: jobs.AppName})
+	objs, err := rs.status.ConfigMaps(c.opts.Namespace, map[string]string{jobs.LabelApp: jobs.AppName})
 	if err != nil {
 		return err
 	}
-	if maps.Equal(desired.Data, rs.written) {
+	summary := objs[len(objs)-1]
+	if len(objs) == 1 && maps.Equal(summary.Data, rs.written) {
 		rs.handedOver(rs.writeSeq) // nothing new to write: what was handed over holds it
 		return nil
 	}
 	if rs.owner.UID != "" {
-		desired.OwnerReferences = []metav1.OwnerReference{rs.owner}
+		for _, cm := range objs {
+			cm.OwnerReferences = []metav1.OwnerReference{rs.owner}
+		}
 	}
-	rs.writeSeq = c.statuses.write(spec, desired)
+	rs.writeSeq = c.statuses.write(spec, objs...)
 	rs.handedOver(rs.writeSeq)
-	rs.written, rs.lastWrite = desired.Data, time.Now()
+	rs.written, rs.lastWrite = summary.Data, time.Now()
 	return nil
 }

@@ -77,7 +77,7 @@ func (c *Controller) lostImages(ctx context.Context, cm *corev1.ConfigMap, rs *r
 		backoff = min(2*last.backoff, maxRewarmBackoff)
 	}
 	rs.rewarms[n.Name] = rewarm{at: now, backoff: backoff}
-	delete(rs.status.Results, n.Name)
+	rs.status.DropResult(n.Name)
 	delete(rs.listed, n.Name)
 	delete(rs.lacking, n.Name)
 	delete(rs.settled, n.Name)

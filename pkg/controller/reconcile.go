@@ -266,7 +266,7 @@ func (c *Controller) record(ctx context.Context, cm *corev1.ConfigMap, rs *runSt
 	if _, done := rs.status.Results[node]; done {
 		return
 	}
-	rs.status.Results[node] = status.Result{Phase: string(phase), Reason: reason}
+	rs.status.SetResult(node, status.Result{Phase: string(phase), Reason: reason})
 	c.gateRecord(cm.Name, node, phase)
 	if phase == rollout.Skipped && rs.listed != nil {
 		rs.listed[node] = true // skipped because status.images lists every image

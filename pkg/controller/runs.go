@@ -59,7 +59,8 @@ func (c *Controller) runFor(ctx context.Context, cm *corev1.ConfigMap, spec *con
 		fresh.keptSince, fresh.deleting = rs.keptSince, rs.deleting
 	}
 	if stored != nil {
-		c.statuses.known(cm.Name, stored.obj)
+		c.statuses.known(cm.Name, stored.objs)
+		c.reportDamage(ctx, cm, stored)
 		if stored.status.RunID == runID {
 			fresh.status = stored.status
 			fresh.status.Finished = time.Time{}
@@ -88,6 +89,16 @@ func (c *Controller) runFor(ctx context.Context, cm *corev1.ConfigMap, spec *con
 	metrics.Rewarms.WithLabelValues(cm.Name) // likewise
 	c.setRun(cm.Name, fresh)
 	return fresh, nil
+}
+
+// reportDamage says once per load what of the stored status could not be read.
+func (c *Controller) reportDamage(ctx context.Context, cm *corev1.ConfigMap, stored *storedStatus) {
+	if stored.damage == nil {
+		return
+	}
+	msg := truncate(stored.damage.Error(), maxEventLen)
+	c.recorder.Eventf(cm, corev1.EventTypeWarning, "StatusDamaged", "resuming from the readable part of the stored status: %s", msg)
+	logging.FromContext(ctx).Info("stored status partly unreadable; resuming with the rest", "error", msg, "readable", len(stored.status.Results))
 }
 
 func previousRun(rs *runState) string {

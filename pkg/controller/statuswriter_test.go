@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"strconv"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -87,4 +88,41 @@ func startWriterFor(t *testing.T, w *statusWriter) {
 	done := make(chan struct{})
 	go func() { defer close(done); w.run(ctx, 2) }()
 	t.Cleanup(func() { cancel(); <-done })
+}
+
+func segmentCM(k int, runID string) *corev1.ConfigMap {
+	return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: status.SegmentName("spec", k), Namespace: ns,
+		Labels: map[string]string{status.LabelSegment: strconv.Itoa(k)}}, Data: map[string]string{status.KeyRunID: runID}}
+}
+
+func summaryCM(segments int) *corev1.ConfigMap {
+	cm := statusCM("Running")
+	cm.Data[status.KeySegments] = strconv.Itoa(segments)
+	return cm
+}
+
+// A segment handed over with one state is written even when a newer state without it
+// replaces that state before the write; segments past the summary's count (an earlier,
+// bigger run's) go.
+func TestStatusWriterMergesSegmentsAndDropsStaleOnes(t *testing.T) {
+	client := fake.NewClientset(segmentCM(3, "old"))
+	w := newStatusWriter(client, ns)
+	old, _ := client.CoreV1().ConfigMaps(ns).Get(t.Context(), status.SegmentName("spec", 3), metav1.GetOptions{})
+	w.known("spec", []*corev1.ConfigMap{old})
+	w.write("spec", segmentCM(1, "new"), summaryCM(1))
+	seq := w.write("spec", summaryCM(1))
+	startWriterFor(t, w)
+	eventually(t, "both states landed", func() bool { return w.landed("spec") == seq })
+	if _, err := client.CoreV1().ConfigMaps(ns).Get(t.Context(), status.SegmentName("spec", 1), metav1.GetOptions{}); err != nil {
+		t.Fatalf("the segment of the replaced state: %v", err)
+	}
+	eventually(t, "the stale segment deleted", func() bool {
+		_, err := client.CoreV1().ConfigMaps(ns).Get(t.Context(), status.SegmentName("spec", 3), metav1.GetOptions{})
+		return apierrors.IsNotFound(err)
+	})
+	w.remove("spec")
+	eventually(t, "summary and segment deleted", func() bool {
+		list, _ := client.CoreV1().ConfigMaps(ns).List(t.Context(), metav1.ListOptions{})
+		return len(list.Items) == 0
+	})
 }

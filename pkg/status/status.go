@@ -1,11 +1,17 @@
 // Package status is the durable, human-readable record of a spec's current run: the
-// sibling ConfigMap "<spec>-status". It holds what people read (phase, counts, failed
-// nodes with reasons, times) and what a restarted controller needs to resume (which
-// nodes already reported, since finished Jobs are garbage-collected after their TTL).
+// sibling ConfigMap "<spec>-status" (the summary) and, past a thousand nodes, sealed
+// segment ConfigMaps "<spec>-status-<k>". The summary holds what people read (phase,
+// counts, failures grouped by reason with a sample of nodes, times) and is bounded
+// whatever the cluster's size. Every node's result, which a restarted controller needs
+// to resume (finished Jobs are deleted once recorded), lives in segments of at most
+// segmentNodes nodes: the summary carries the open one, so below a thousand nodes a
+// status is one object, and a write touches the summary plus at most one sealed
+// segment that changed. See segments.go.
 package status
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -36,12 +42,23 @@ const (
 	KeyTotal    = "total"
 	KeyStarted  = "startTime"
 	KeyFinished = "finishTime"
-	KeyFailed   = "failedNodes"
-	KeyResults  = "results"
+	// KeyFailed is for people: the failure groups, one line each with sample nodes.
+	KeyFailed = "failedNodes"
+	// KeyFailures is the failure groups as JSON ([]Group), bounded (maxGroups).
+	KeyFailures = "failures"
+	// KeyNodes is one segment's node results as JSON: phase → reason → node names.
+	KeyNodes = "nodes"
+	// KeySegments is how many sealed segment ConfigMaps the run has beside the summary.
+	KeySegments = "segments"
+	// KeyResults is every node's result in one JSON object, as versions before segments
+	// wrote it: read on upgrade, never written.
+	KeyResults = "results"
 	// KeySizes holds each pulled reference's size in bytes, as kubelet reported it.
 	KeySizes = "imageSizes"
 	// LabelStatusOf names the spec a status ConfigMap belongs to.
 	LabelStatusOf = "image-prewarm.io/status-of"
+	// LabelSegment marks a sealed segment and gives its number (1, 2, …).
+	LabelSegment = "image-prewarm.io/status-segment"
 )
 
 // Result is one node's final outcome in a run.
@@ -60,16 +77,27 @@ type Status struct {
 	Total    int
 	Started  time.Time
 	Finished time.Time
-	// Results holds every node that reported, by name.
+	// Results holds every node that reported, by name. Read it freely; change it only
+	// through SetResult and DropResult, which keep the segments' record of what to write.
 	Results map[string]Result
+	// Failures groups the failed and gone nodes by identical reason, largest first, as
+	// the summary stored them (ConfigMaps derives them afresh from Results).
+	Failures []Group `json:",omitempty"`
 	// Sizes are the images' and artifacts' sizes in bytes, by reference, from
 	// kubelet's Pulled Events; a reference no node has pulled yet is absent.
 	Sizes map[string]int64 `json:",omitempty"`
+	// Segments is how many sealed segments the stored status has.
+	Segments int `json:",omitempty"`
+
+	layout *layout // which segment holds which node; nil until first needed
 }
 
 // Name returns the status ConfigMap name for a spec.
 func Name(spec string) string {
-	name := spec + "-status"
+	return cutName(spec + "-status")
+}
+
+func cutName(name string) string {
 	if len(name) > 253 {
 		name = name[len(name)-253:]
 	}
@@ -85,24 +113,34 @@ func (s *Status) Done() bool {
 	return false
 }
 
-// ConfigMap renders the status as the ConfigMap to store.
+// ConfigMap renders the summary alone, with the open segment's nodes: the whole status
+// while it has no sealed segment, and a bounded record of a bigger one (a task's
+// tombstone). The controller writes ConfigMaps.
 func (s *Status) ConfigMap(namespace string, labels map[string]string) (*corev1.ConfigMap, error) {
-	results, err := json.Marshal(s.Results)
+	objs, err := s.ConfigMaps(namespace, labels)
 	if err != nil {
-		return nil, fmt.Errorf("encode results: %w", err)
+		return nil, err
 	}
-	l := map[string]string{LabelStatusOf: labelSafe(s.Spec)}
-	for k, v := range labels {
-		l[k] = v
+	return objs[len(objs)-1], nil
+}
+
+// summary renders the summary ConfigMap around the open segment's encoded nodes.
+func (s *Status) summary(namespace string, labels map[string]string, nodes string, segments int) (*corev1.ConfigMap, error) {
+	groups := GroupFailures(s.Results)
+	failures, err := json.Marshal(groups)
+	if err != nil {
+		return nil, fmt.Errorf("encode failures: %w", err)
 	}
 	data := map[string]string{
-		KeyPhase:   s.Phase,
-		KeyRunID:   s.RunID,
-		KeyMessage: s.Message,
-		KeyCounts:  formatCounts(s.Counts),
-		KeyTotal:   strconv.Itoa(s.Total),
-		KeyFailed:  s.failedNodes(),
-		KeyResults: string(results),
+		KeyPhase:    s.Phase,
+		KeyRunID:    s.RunID,
+		KeyMessage:  s.Message,
+		KeyCounts:   formatCounts(s.Counts),
+		KeyTotal:    strconv.Itoa(s.Total),
+		KeyFailed:   describeGroups(groups),
+		KeyFailures: string(failures),
+		KeyNodes:    nodes,
+		KeySegments: strconv.Itoa(segments),
 	}
 	if len(s.Sizes) > 0 {
 		sizes, err := json.Marshal(s.Sizes)
@@ -118,42 +156,53 @@ func (s *Status) ConfigMap(namespace string, labels map[string]string) (*corev1.
 		data[KeyFinished] = s.Finished.UTC().Format(time.RFC3339)
 	}
 	return &corev1.ConfigMap{
-		ObjectMeta: metav1.ObjectMeta{Name: Name(s.Spec), Namespace: namespace, Labels: l},
+		ObjectMeta: metav1.ObjectMeta{Name: Name(s.Spec), Namespace: namespace, Labels: statusLabels(s.Spec, labels)},
 		Data:       data,
 	}, nil
 }
 
-// FromConfigMap reads a status written by ConfigMap; unknown or broken fields are
-// reported as errors so a caller can start afresh rather than trust them.
+func statusLabels(spec string, extra map[string]string) map[string]string {
+	l := map[string]string{LabelStatusOf: labelSafe(spec)}
+	for k, v := range extra {
+		l[k] = v
+	}
+	return l
+}
+
+// FromConfigMap reads a summary. It reads what it can: a field that is broken or cut
+// short (an older version's, or one edited by hand) is skipped, a truncated results
+// object keeps its complete entries, and the error says what was lost, so a caller
+// resumes with the rest rather than start the run afresh. The nodes of sealed
+// segments are added by Assemble.
 func FromConfigMap(spec string, cm *corev1.ConfigMap) (*Status, error) {
 	s := &Status{Spec: spec, RunID: cm.Data[KeyRunID], Phase: cm.Data[KeyPhase], Message: cm.Data[KeyMessage], Results: map[string]Result{}}
-	if raw := cm.Data[KeyResults]; raw != "" {
-		if err := json.Unmarshal([]byte(raw), &s.Results); err != nil {
-			return nil, fmt.Errorf("status %s: results: %w", cm.Name, err)
-		}
+	var errs []error
+	if raw := cm.Data[KeyResults]; raw != "" { // written before segments
+		errs = append(errs, decodeResultsPrefix(raw, s.Results))
+	}
+	errs = append(errs, decodeNodes(cm.Data[KeyNodes], s.Results))
+	if raw := cm.Data[KeyFailures]; raw != "" {
+		errs = append(errs, keyError(KeyFailures, json.Unmarshal([]byte(raw), &s.Failures)))
 	}
 	if raw := cm.Data[KeySizes]; raw != "" {
-		if err := json.Unmarshal([]byte(raw), &s.Sizes); err != nil {
-			return nil, fmt.Errorf("status %s: %s: %w", cm.Name, KeySizes, err)
-		}
+		errs = append(errs, keyError(KeySizes, json.Unmarshal([]byte(raw), &s.Sizes)))
 	}
+	s.Segments, _ = strconv.Atoi(cm.Data[KeySegments])
 	s.Total, _ = strconv.Atoi(cm.Data[KeyTotal])
 	s.Started, _ = time.Parse(time.RFC3339, cm.Data[KeyStarted])
 	s.Finished, _ = time.Parse(time.RFC3339, cm.Data[KeyFinished])
 	s.Counts = parseCounts(cm.Data[KeyCounts])
+	if err := errors.Join(errs...); err != nil {
+		return s, fmt.Errorf("status %s: %w", cm.Name, err)
+	}
 	return s, nil
 }
 
-// failedNodes lists failed nodes with reasons, one per line, sorted, for people.
-func (s *Status) failedNodes() string {
-	var lines []string
-	for node, r := range s.Results {
-		if r.Reason != "" {
-			lines = append(lines, node+": "+r.Phase+": "+r.Reason)
-		}
+func keyError(key string, err error) error {
+	if err == nil {
+		return nil
 	}
-	sort.Strings(lines)
-	return strings.Join(lines, "\n")
+	return fmt.Errorf("%s: %w", key, err)
 }
 
 func formatCounts(counts map[string]int) string {

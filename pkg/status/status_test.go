@@ -21,7 +21,7 @@ func TestRoundTrip(t *testing.T) {
 	if cm.Name != "ml-status" || cm.Labels[LabelStatusOf] != "ml" || cm.Labels["app"] != "image-prewarm" {
 		t.Fatalf("metadata %+v", cm.ObjectMeta)
 	}
-	if cm.Data[KeyFailed] != "n2: Failed: ErrImagePull: 401" || cm.Data[KeyCounts] != "Failed=1 Succeeded=2" {
+	if cm.Data[KeyFailed] != "1 × Failed: ErrImagePull: 401\n    n2" || cm.Data[KeyCounts] != "Failed=1 Succeeded=2" {
 		t.Fatalf("data %v", cm.Data)
 	}
 	out, err := FromConfigMap("ml", cm)
@@ -33,11 +33,15 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
-func TestBrokenResultsAreAnError(t *testing.T) {
-	cm, _ := (&Status{Spec: "x"}).ConfigMap("ns", nil)
+func TestBrokenResultsAreAnErrorButTheRestIsRead(t *testing.T) {
+	cm, _ := (&Status{Spec: "x", RunID: "r1", Total: 4}).ConfigMap("ns", nil)
 	cm.Data[KeyResults] = "{not json"
-	if _, err := FromConfigMap("x", cm); err == nil || !strings.Contains(err.Error(), "results") {
+	s, err := FromConfigMap("x", cm)
+	if err == nil || !strings.Contains(err.Error(), "results") {
 		t.Fatalf("err = %v", err)
+	}
+	if s == nil || s.RunID != "r1" || s.Total != 4 {
+		t.Fatalf("the readable fields were lost: %+v", s)
 	}
 }
 

@@ -86,14 +86,11 @@ func (s *Server) load(ctx context.Context, id string) (*Task, error) {
 	cm, err := cms.Get(ctx, specName(id), metav1.GetOptions{})
 	switch {
 	case err == nil && cm.Labels[LabelTask] == taskLive:
-		st, err := cms.Get(ctx, statusName(id), metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			return taskView(id, cm, nil), nil // the controller has not reported yet
-		}
-		if err != nil {
+		st, _, err := status.Read(ctx, s.client, s.ns, specName(id))
+		if st == nil && err != nil {
 			return nil, err
 		}
-		return taskView(id, cm, st), nil
+		return taskView(id, cm, st), nil // st is nil before the controller's first report
 	case err != nil && !apierrors.IsNotFound(err):
 		return nil, err
 	}
@@ -104,7 +101,13 @@ func (s *Server) load(ctx context.Context, id string) (*Task, error) {
 	if err != nil {
 		return nil, err
 	}
-	return taskView(id, tomb, tomb), nil
+	return taskView(id, tomb, tombstoneStatus(id, tomb)), nil
+}
+
+// tombstoneStatus reads the status a tombstone carries; partly readable is enough.
+func tombstoneStatus(id string, tomb *corev1.ConfigMap) *status.Status {
+	st, _ := status.FromConfigMap(specName(id), tomb)
+	return st
 }
 
 func (s *Server) list(_ http.ResponseWriter, r *http.Request, _ *User, _ string) (int, any, error) {
@@ -117,10 +120,7 @@ func (s *Server) list(_ http.ResponseWriter, r *http.Request, _ *User, _ string)
 	if err != nil {
 		return 0, nil, err
 	}
-	byName := make(map[string]*corev1.ConfigMap, len(statuses.Items))
-	for i := range statuses.Items {
-		byName[statuses.Items[i].Name] = &statuses.Items[i]
-	}
+	bySpec := status.FromList(statuses.Items)
 	seen := map[string]*Task{}
 	for i := range tasks.Items {
 		cm := &tasks.Items[i]
@@ -128,9 +128,9 @@ func (s *Server) list(_ http.ResponseWriter, r *http.Request, _ *User, _ string)
 		switch kind := cm.Labels[LabelTask]; {
 		case !validID(id):
 		case kind == taskLive && cm.Name == specName(id):
-			seen[id] = taskView(id, cm, byName[statusName(id)]) // a live task wins over its tombstone
+			seen[id] = taskView(id, cm, bySpec[specName(id)]) // a live task wins over its tombstone
 		case kind == taskTombstone && cm.Name == tombstoneName(id) && seen[id] == nil:
-			seen[id] = taskView(id, cm, cm)
+			seen[id] = taskView(id, cm, tombstoneStatus(id, cm))
 		}
 	}
 	out := List{Tasks: make([]*Task, 0, len(seen))}
@@ -148,8 +148,8 @@ func (s *Server) list(_ http.ResponseWriter, r *http.Request, _ *User, _ string)
 }
 
 // taskView builds the answer from the spec ConfigMap (or tombstone) and the status
-// ConfigMap (nil before the controller's first report).
-func taskView(id string, specCM, statusCM *corev1.ConfigMap) *Task {
+// (nil before the controller's first report).
+func taskView(id string, specCM *corev1.ConfigMap, st *status.Status) *Task {
 	t := &Task{TaskID: id, State: status.PhasePending, Images: []string{}, FailedNodes: []FailedNode{},
 		CreatedBy: specCM.Annotations[AnnotationCreatedBy], CreatedAt: createdAt(specCM)}
 	if spec, err := config.FromConfigMap(specCM); err == nil {
@@ -159,11 +159,7 @@ func taskView(id string, specCM, statusCM *corev1.ConfigMap) *Task {
 			t.Registry = spec.Registries[0].Server
 		}
 	}
-	if statusCM == nil {
-		return t
-	}
-	st, err := status.FromConfigMap(specName(id), statusCM)
-	if err != nil || st.Phase == "" {
+	if st == nil || st.Phase == "" {
 		return t
 	}
 	t.State, t.Message, t.Total = st.Phase, st.Message, st.Total

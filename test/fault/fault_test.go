@@ -33,6 +33,7 @@ import (
 	"github.com/image-prewarm/image-prewarm/pkg/jobs"
 	"github.com/image-prewarm/image-prewarm/pkg/status"
 	"github.com/image-prewarm/image-prewarm/test/cluster"
+	"github.com/image-prewarm/image-prewarm/test/prewarmtest"
 )
 
 var (
@@ -229,11 +230,8 @@ func waitSucceeded(t *testing.T, ns string, total int, timeout time.Duration) *s
 	t.Helper()
 	var st *status.Status
 	err := wait.PollUntilContextTimeout(t.Context(), 200*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
-		cm, err := kube.Client.CoreV1().ConfigMaps(ns).Get(ctx, status.Name("spec"), metav1.GetOptions{})
-		if err != nil {
-			return false, nil
-		}
-		st, err = status.FromConfigMap("spec", cm)
+		var err error
+		st, err = prewarmtest.Status(ctx, kube.Client, ns, "spec")
 		return err == nil && st.Phase == status.PhaseSucceeded && st.Total == total, nil
 	})
 	if err != nil {
@@ -374,11 +372,8 @@ func TestNodeDeletedWhileItsJobRuns(t *testing.T) {
 	}
 	var st *status.Status
 	err = wait.PollUntilContextTimeout(t.Context(), 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
-		cm, err := kube.Client.CoreV1().ConfigMaps(ns).Get(ctx, status.Name("spec"), metav1.GetOptions{})
-		if err != nil {
-			return false, nil
-		}
-		st, err = status.FromConfigMap("spec", cm)
+		var err error
+		st, err = prewarmtest.Status(ctx, kube.Client, ns, "spec")
 		return err == nil && st.Done(), nil
 	})
 	if err != nil {

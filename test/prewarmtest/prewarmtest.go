@@ -60,13 +60,14 @@ func BasicAuth(ctx context.Context, client kubernetes.Interface, ns, name, user,
 	return err
 }
 
-// Status reads the spec's status record; an error when it is absent or unreadable.
+// Status reads the spec's status record, summary and segments; an error when it is
+// absent or not wholly readable.
 func Status(ctx context.Context, client kubernetes.Interface, ns, spec string) (*status.Status, error) {
-	cm, err := client.CoreV1().ConfigMaps(ns).Get(ctx, status.Name(spec), metav1.GetOptions{})
-	if err != nil {
-		return nil, err
+	st, _, err := status.Read(ctx, client, ns, spec)
+	if st == nil && err == nil {
+		return nil, fmt.Errorf("no status of %s yet", spec)
 	}
-	return status.FromConfigMap(spec, cm)
+	return st, err
 }
 
 // TaskUser creates the ServiceAccount name with a Role allowing verbs on tasks in ns
