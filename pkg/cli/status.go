@@ -63,8 +63,12 @@ func Render(w io.Writer, statuses []*status.Status, now time.Time, width int) {
 		reported := s.Counts["Succeeded"] + s.Counts["Failed"] + s.Counts["Skipped"] + s.Counts["Gone"]
 		fmt.Fprintf(w, "%-16s %-21s %s %3.0f%% %d/%d  %s\n", s.Spec, s.Phase, bar(reported, s.Total, width),
 			percent(reported, s.Total), reported, s.Total, timing(s, reported, now))
-		fmt.Fprintf(w, "    ok %d · skipped %d · failed %d · running %d · pending %d\n",
-			s.Counts["Succeeded"], s.Counts["Skipped"], s.Counts["Failed"]+s.Counts["Gone"], s.Counts["Running"], s.Counts["Pending"])
+		fmt.Fprintf(w, "    ok %d · skipped %d · failed %d · running %d · pending %d", s.Counts["Succeeded"], s.Counts["Skipped"],
+			s.Counts["Failed"]+s.Counts["Gone"], s.Counts["Running"], s.Counts["Pending"])
+		if paused := s.Counts["Paused"]; paused > 0 {
+			fmt.Fprintf(w, " · paused %d", paused)
+		}
+		fmt.Fprintln(w)
 		if s.Message != "" && s.Phase != status.PhaseSucceeded && s.Phase != status.PhaseRunning {
 			fmt.Fprintf(w, "    %s\n", s.Message)
 		}

@@ -105,3 +105,16 @@ func TestBar(t *testing.T) {
 		}
 	}
 }
+
+func TestRenderPausedRun(t *testing.T) {
+	s := sample()
+	s.Phase, s.Message = status.PhasePaused, "CredentialsRejected: pulls of harbor.example.com held back after 3 nodes failed alike"
+	s.Counts["Paused"] = 7
+	var buf bytes.Buffer
+	Render(&buf, []*status.Status{s}, s.Started, 10)
+	for _, want := range []string{"Paused", "· paused 7", "held back after 3 nodes"} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, buf.String())
+		}
+	}
+}

@@ -23,6 +23,9 @@ import (
 const (
 	// ConfigLabel marks a ConfigMap as a prewarm spec (value "true").
 	ConfigLabel = "image-prewarm.io/config"
+	// AnnotationResume on a spec ConfigMap: setting it to a new value resumes pulls
+	// the run holds back (rejected credentials, an image not found).
+	AnnotationResume = "image-prewarm.io/resume"
 	// SpecKey is the ConfigMap data key holding the spec.
 	SpecKey = "prewarm.yaml"
 

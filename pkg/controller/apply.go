@@ -28,6 +28,7 @@ func (c *Controller) apply(ctx context.Context, cm *corev1.ConfigMap, rs *runSta
 	if err := c.createJobs(ctx, cm, rs, d.Start); err != nil {
 		return err
 	}
+	c.settleStamps(ctx, rs, d.Limit)
 	for _, node := range append(d.Cancel, gone...) {
 		if err := c.deleteJob(ctx, jobs.JobName(rs.runID, node)); err != nil {
 			return err
@@ -69,6 +70,7 @@ func (c *Controller) createJobs(ctx context.Context, cm *corev1.ConfigMap, rs *r
 func (c *Controller) createJob(ctx context.Context, cm *corev1.ConfigMap, rs *runState, node string) error {
 	job := jobs.BuildJob(c.jobParams(rs, node))
 	job.OwnerReferences = []metav1.OwnerReference{rs.owner}
+	c.observeRefill(cm.Name, rs)
 	_, err := c.client.BatchV1().Jobs(c.opts.Namespace).Create(ctx, job, metav1.CreateOptions{})
 	if apierrors.IsAlreadyExists(err) {
 		return nil // created before a restart; the informer will show it

@@ -72,6 +72,13 @@ type Controller struct {
 	// gate and gateQueue keep startup taints and per-spec labels on nodes (gate.go).
 	gate      *gateBook
 	gateQueue workqueue.TypedRateLimitingInterface[string]
+	// freedSlots stamps when window slots free, for the refill latency (refill.go).
+	freedSlots *freedSlots
+
+	// dirty holds, by spec, the nodes whose node, Job or pod changed since the spec's
+	// last reconcile (view.go).
+	dirtyMu sync.Mutex
+	dirty   map[string]map[string]bool
 
 	mu   sync.Mutex
 	runs map[string]*runState // by spec name
@@ -106,8 +113,10 @@ func New(client kubernetes.Interface, opts Options) *Controller {
 		statuses: newStatusWriter(client, opts.Namespace),
 		deletions: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[deletion](),
 			workqueue.TypedRateLimitingQueueConfig[deletion]{Name: "cleanup"}),
-		runs: map[string]*runState{},
-		gate: newGateBook(),
+		runs:       map[string]*runState{},
+		dirty:      map[string]map[string]bool{},
+		freedSlots: newFreedSlots(),
+		gate:       newGateBook(),
 		gateQueue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "node-gate"}),
 	}
@@ -131,36 +140,43 @@ func (c *Controller) addHandlers() {
 	// Only changes that can alter a decision wake the spec: a Job appearing, finishing or
 	// going away, and a pod stuck on a pull error. Kubelet (or kwok) updates every pod
 	// several times on its way; reconciling a 1000-node spec on each would delay the
-	// events that free a slot.
+	// events that free a slot. A freed slot is stamped before the spec is queued, so the
+	// reconcile that refills it finds the stamp (refill.go).
 	_, _ = c.jobInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: c.enqueueOwner,
 		UpdateFunc: func(old, cur any) {
 			if jobChanged(old, cur) {
+				c.jobUpdated(old, cur)
 				c.enqueueOwner(cur)
 			}
 		},
-		DeleteFunc: c.enqueueOwner,
+		DeleteFunc: func(obj any) {
+			c.jobDeleted(obj)
+			c.enqueueOwner(obj)
+		},
 	})
 	_, _ = c.podInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		UpdateFunc: func(_, cur any) {
 			if pod, ok := cur.(*corev1.Pod); ok && hasPullError(pod) {
+				c.podPullFailed(pod)
 				c.enqueueOwner(cur)
 			}
 		},
 	})
 	_, _ = c.nodeInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: func(obj any) { c.enqueueAllSpecs(); c.enqueueNode(obj) },
+		AddFunc: func(obj any) { c.markNodeObject(obj); c.enqueueAllSpecs(); c.enqueueNode(obj) },
 		UpdateFunc: func(old, cur any) {
 			o, ok1 := old.(*corev1.Node)
 			n, ok2 := cur.(*corev1.Node)
 			if !ok1 || !ok2 || nodeRelevantChange(o, n) {
+				c.markNodeObject(cur)
 				c.enqueueAllSpecs()
 			}
 			if !ok1 || !ok2 || gateRelevantChange(o, n) {
 				c.enqueueNode(cur)
 			}
 		},
-		DeleteFunc: func(any) { c.enqueueAllSpecs() },
+		DeleteFunc: func(obj any) { c.markNodeObject(obj); c.enqueueAllSpecs() },
 	})
 }
 
@@ -192,9 +208,11 @@ func (c *Controller) enqueueOwner(obj any) {
 		return
 	}
 	value := o.GetLabels()[jobs.LabelSpec]
+	node := c.nodeOfOwned(obj)
 	for _, key := range c.specInformer.GetStore().ListKeys() {
 		_, name, _ := cache.SplitMetaNamespaceKey(key)
 		if jobs.SpecLabelValue(name) == value {
+			c.markNode(node, name)
 			c.queue.Add(name)
 		}
 	}
@@ -282,7 +300,8 @@ func (c *Controller) queueOrphan(value string) {
 // another writer, retried without an error in the log.
 func (c *Controller) reconcile(ctx context.Context, key string) error {
 	logger := logging.FromContext(ctx).WithValues(logging.KeySpec, key)
-	err := c.sync(logging.IntoContext(ctx, logger), key)
+	ctx = context.WithValue(logging.IntoContext(ctx, logger), reconcileBegan{}, time.Now()) // for settleStamps
+	err := c.sync(ctx, key)
 	switch {
 	case err == nil:
 		metrics.Reconciles.WithLabelValues("success").Inc()

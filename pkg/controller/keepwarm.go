@@ -69,6 +69,7 @@ func (c *Controller) lostImages(ctx context.Context, cm *corev1.ConfigMap, rs *r
 	now := time.Now()
 	last := rs.rewarms[n.Name]
 	if due := last.at.Add(last.backoff); now.Before(due) {
+		rs.observeAgainAt(n.Name, due)
 		c.queue.AddAfter(cm.Name, due.Sub(now))
 		return false
 	}

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -65,9 +64,16 @@ type runState struct {
 	// active counts this run's running Jobs per registry, for caps across specs.
 	active     map[string]int
 	capBlocked bool
-	completed  bool // a completion Event was emitted for the current set of nodes
-	invalid    string
-	failure    string
+	// holds are pulls held back after nodes failed alike; waiting the nodes that wait
+	// for them; secretsChecked when held credentials' Secrets were last read (holds.go).
+	holds          map[string]*hold
+	waiting        map[string]bool
+	secretsChecked time.Time
+	window         int // the window of the last decision
+	view           viewState
+	completed      bool // a completion Event was emitted for the current set of nodes
+	invalid        string
+	failure        string
 }
 
 // awaitTimeout: a Job created but never seen (deleted at once by someone else) stops
@@ -145,12 +151,21 @@ func (c *Controller) rejectSpec(ctx context.Context, cm *corev1.ConfigMap, rs *r
 
 // reconcileRun observes the run's nodes, decides, applies and reports.
 func (c *Controller) reconcileRun(ctx context.Context, cm *corev1.ConfigMap, rs *runState) error {
+	if err := c.resumeHolds(ctx, cm, rs); err != nil {
+		return err
+	}
 	sel := newSelection(rs.spec)
 	nodes, gone := c.observe(ctx, cm, rs, sel)
+	if c.liftUnconfirmed(rs); rs.view.stale { // the lifted holds' waiting nodes pull the rest
+		var more []string
+		nodes, more = c.observe(ctx, cm, rs, sel)
+		gone = append(gone, more...)
+	}
 	regs := runRegistries(rs.spec)
+	rs.window = rs.spec.WindowSize(len(nodes))
 	decision := rollout.Decide(rollout.Input{
 		Nodes:          nodes,
-		Window:         rs.spec.WindowSize(len(nodes)),
+		Window:         rs.window,
 		Registries:     regs,
 		Caps:           registryCaps(rs.spec),
 		InUseElsewhere: c.inUseElsewhere(cm.Name),
@@ -176,7 +191,7 @@ func (c *Controller) reconcileRun(ctx context.Context, cm *corev1.ConfigMap, rs 
 		return err
 	}
 	c.collectJobs(ctx, cm, rs) // before the status is handed over: see awaitingStatus
-	nodes = afterStart(nodes, decision.Start)
+	rs.view.started(decision.Start)
 	c.recordActive(rs, nodes, regs)
 	counts = rollout.Count(nodes)
 	if counts.Done(len(nodes)) {
@@ -191,55 +206,76 @@ func (c *Controller) reconcileRun(ctx context.Context, cm *corev1.ConfigMap, rs 
 	return c.writeStatus(ctx, cm.Name, rs, nodes)
 }
 
-// observe derives every node's phase in this run from nodes, Jobs and pods, recording
-// final results. It returns the names of nodes that are gone while their Job still runs.
-// A Job whose pod hit a permanent pull error fails its node at once; the Job itself
-// goes, or is kept for debugging, once the failure is recorded (collectJobs).
+// observe derives the nodes' phases in this run from nodes, Jobs and pods, recording
+// final results, and returns the view of every node (view.go: only the nodes marked
+// since the last reconcile are observed again, unless a full observation is due). It
+// returns the names of nodes that are gone while their Job still runs. A Job whose pod
+// hit a permanent pull error fails its node at once; the Job itself goes, or is kept
+// for debugging, once the failure is recorded (collectJobs).
 func (c *Controller) observe(ctx context.Context, cm *corev1.ConfigMap, rs *runState, sel selection) (nodes []rollout.Node, gone []string) {
-	jobsByNode := c.runJobs(cm.Name, rs.runID)
-	seen := map[string]bool{}
-	for _, obj := range c.nodeInformer.GetStore().List() {
-		node := obj.(*corev1.Node)
-		seen[node.Name] = true
-		if r, ok := rs.status.Results[node.Name]; ok && !c.lostImages(ctx, cm, rs, sel, node, jobsByNode[node.Name]) {
-			nodes = append(nodes, rollout.Node{Name: node.Name, Phase: rollout.Phase(r.Phase)})
-			continue
-		}
-		if job := jobsByNode[node.Name]; job != nil {
-			delete(rs.awaiting, node.Name)
-			nodes = append(nodes, c.observeNodeJob(ctx, cm, rs, node.Name, job))
-			continue
-		}
-		switch {
-		case rs.awaitingJob(node.Name):
-			nodes = append(nodes, rollout.Node{Name: node.Name, Phase: rollout.Running, JobActive: true})
-		case !sel.eligible(node):
-		case sel.hasAllImages(node):
-			c.record(ctx, cm, rs, node.Name, rollout.Skipped, "")
-			nodes = append(nodes, rollout.Node{Name: node.Name, Phase: rollout.Skipped})
-		default:
-			nodes = append(nodes, rollout.Node{Name: node.Name, Phase: rollout.Pending})
-		}
+	names, full, jobsByNode := c.toObserve(cm, rs)
+	if full {
+		rs.view.reset()
 	}
-	for name, job := range jobsByNode {
-		if seen[name] || rs.status.Results[name].Phase != "" {
-			continue
-		}
-		if n := c.observeNodeJob(ctx, cm, rs, name, job); n.Phase == rollout.Succeeded || n.Phase == rollout.Failed {
-			continue // it finished before the node left: that outcome is recorded
-		}
-		if observeJob(job, nil).active {
+	rebuild := full
+	for name := range names {
+		n, shown, isGone := c.observeOne(ctx, cm, rs, sel, name, jobsByNode[name])
+		if isGone {
 			gone = append(gone, name)
 		}
-		c.record(ctx, cm, rs, name, rollout.Gone, "node deleted while its prewarm Job ran")
+		n.Name = name
+		rebuild = rs.view.update(n, shown) || rebuild
 	}
-	for name, r := range rs.status.Results { // nodes that reported and have left since
-		if !seen[name] {
-			nodes = append(nodes, rollout.Node{Name: name, Phase: rollout.Phase(r.Phase)})
+	if rebuild {
+		rs.view.sortView()
+	}
+	return rs.view.nodes, gone
+}
+
+// observeOne derives one node's phase; shown is false for a node the run does not
+// show (not eligible, or gone without a result).
+func (c *Controller) observeOne(ctx context.Context, cm *corev1.ConfigMap, rs *runState, sel selection, name string, job *batchv1.Job) (n rollout.Node, shown, gone bool) {
+	obj, exists, _ := c.nodeInformer.GetStore().GetByKey(name)
+	if !exists {
+		return c.observeGone(ctx, cm, rs, name, job)
+	}
+	node := obj.(*corev1.Node)
+	if r, ok := rs.status.Results[name]; ok && !c.lostImages(ctx, cm, rs, sel, node, job) {
+		return rollout.Node{Phase: rollout.Phase(r.Phase)}, true, false
+	}
+	if job != nil {
+		delete(rs.awaiting, name)
+		return c.observeNodeJob(ctx, cm, rs, name, job), true, false
+	}
+	switch {
+	case rs.awaitingJob(name):
+		rs.observeAgainAt(name, rs.awaiting[name].Add(awaitTimeout))
+		return rollout.Node{Phase: rollout.Running, JobActive: true}, true, false
+	case !sel.eligible(node):
+		return rollout.Node{}, false, false
+	case sel.hasAllImages(node):
+		c.record(ctx, cm, rs, name, rollout.Skipped, "")
+		return rollout.Node{Phase: rollout.Skipped}, true, false
+	case rs.waits(name):
+		return rollout.Node{Phase: rollout.Paused}, true, false
+	}
+	return rollout.Node{Phase: rollout.Pending}, true, false
+}
+
+// observeGone handles a node that left the cluster: its result stays shown; a Job
+// still running for it is cancelled and the node recorded Gone.
+func (c *Controller) observeGone(ctx context.Context, cm *corev1.ConfigMap, rs *runState, name string, job *batchv1.Job) (n rollout.Node, shown, gone bool) {
+	if job != nil && rs.status.Results[name].Phase == "" {
+		obs := c.observeNodeJob(ctx, cm, rs, name, job)
+		if obs.Phase != rollout.Succeeded && obs.Phase != rollout.Failed { // else it finished before the node left
+			gone = observeJob(job, nil).active
+			c.record(ctx, cm, rs, name, rollout.Gone, "node deleted while its prewarm Job ran")
 		}
 	}
-	sort.Slice(nodes, func(i, j int) bool { return nodes[i].Name < nodes[j].Name })
-	return nodes, gone
+	if r, ok := rs.status.Results[name]; ok {
+		return rollout.Node{Phase: rollout.Phase(r.Phase)}, true, gone
+	}
+	return rollout.Node{}, false, gone
 }
 
 // observeNodeJob turns a node's Job into its rollout state, recording final outcomes
@@ -252,6 +288,10 @@ func (c *Controller) observeNodeJob(ctx context.Context, cm *corev1.ConfigMap, r
 	}
 	if obs.phase == rollout.Failed && !obs.failFast && rs.pullErrors[node] != "" {
 		obs.reason = truncate(obs.reason+"; last pull error: "+rs.pullErrors[node], maxReasonLen)
+	}
+	if n, held := c.holdBack(ctx, cm, rs, node, job, obs); held {
+		c.countFinished(cm.Name, rs, job, obs, pods)
+		return n
 	}
 	if obs.phase == rollout.Succeeded || obs.phase == rollout.Failed {
 		delete(rs.pullErrors, node)
@@ -305,23 +345,6 @@ func (c *Controller) countFinished(spec string, rs *runState, job *batchv1.Job, 
 			}
 		}
 	}
-}
-
-// afterStart marks the nodes just started as running, for counting and status.
-func afterStart(nodes []rollout.Node, started []string) []rollout.Node {
-	if len(started) == 0 {
-		return nodes
-	}
-	set := make(map[string]bool, len(started))
-	for _, n := range started {
-		set[n] = true
-	}
-	for i := range nodes {
-		if set[nodes[i].Name] {
-			nodes[i].Phase, nodes[i].JobActive = rollout.Running, true
-		}
-	}
-	return nodes
 }
 
 func (c *Controller) announceCompletion(cm *corev1.ConfigMap, rs *runState, counts rollout.Counts, total int) {

@@ -8,9 +8,9 @@ import (
 	"github.com/image-prewarm/image-prewarm/pkg/status"
 )
 
-var allPhases = []rollout.Phase{rollout.Pending, rollout.Running, rollout.Succeeded, rollout.Failed, rollout.Skipped, rollout.Gone}
+var allPhases = []rollout.Phase{rollout.Pending, rollout.Running, rollout.Succeeded, rollout.Failed, rollout.Skipped, rollout.Gone, rollout.Paused}
 
-var allRunPhases = []string{status.PhasePending, status.PhaseRunning, status.PhaseSucceeded, status.PhaseCompletedFailed, status.PhaseFailed, status.PhaseInvalid, status.PhaseCancelled}
+var allRunPhases = []string{status.PhasePending, status.PhaseRunning, status.PhaseSucceeded, status.PhaseCompletedFailed, status.PhaseFailed, status.PhaseInvalid, status.PhaseCancelled, status.PhasePaused}
 
 // fillStatus derives the status fields from the nodes' phases.
 func (c *Controller) fillStatus(rs *runState, nodes []rollout.Node) {
@@ -34,6 +34,10 @@ func (c *Controller) fillStatus(rs *runState, nodes []rollout.Node) {
 		s.Phase, s.Message = status.PhaseRunning, ""
 	default:
 		s.Phase, s.Message = status.PhasePending, ""
+	}
+	s.Holds = rs.statusHolds()
+	if rs.paused() && rs.failure == "" {
+		s.Phase, s.Message = status.PhasePaused, rs.holdMessage()
 	}
 	if rs.invalid != "" {
 		s.Message = "spec rejected, keeping the last valid one: " + rs.invalid

@@ -26,6 +26,7 @@ func (c *Controller) currentRun(spec string) *runState {
 func (c *Controller) setRun(spec string, rs *runState) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.freedSlots.replaceRun(c.runs[spec], rs)
 	if rs == nil {
 		delete(c.runs, spec)
 		c.pulls.reset(spec, nil)
@@ -87,6 +88,7 @@ func (c *Controller) runFor(ctx context.Context, cm *corev1.ConfigMap, spec *con
 		metrics.PulledBytes.WithLabelValues(reg) // at 0 from the start, so rates work before the first pull
 	}
 	metrics.Rewarms.WithLabelValues(cm.Name) // likewise
+	metrics.RefillLatency.WithLabelValues(cm.Name)
 	c.setRun(cm.Name, fresh)
 	return fresh, nil
 }
@@ -231,10 +233,12 @@ func (c *Controller) recordActive(rs *runState, nodes []rollout.Node, regs []str
 
 func (c *Controller) jobParams(rs *runState, node string) jobs.JobParams {
 	spec := rs.spec
-	refs := spec.References()
-	images := make([]jobs.ImagePull, len(refs))
-	for i, img := range refs {
-		images[i] = jobs.ImagePull{Image: img, PullPolicy: spec.PullPolicyFor(img)}
+	held := rs.heldImages()
+	var images []jobs.ImagePull
+	for _, img := range spec.References() {
+		if !held[img] {
+			images = append(images, jobs.ImagePull{Image: img, PullPolicy: spec.PullPolicyFor(img)})
+		}
 	}
 	p := jobs.JobParams{
 		Ref:            jobs.RunRef{Namespace: c.opts.Namespace, Spec: rs.status.Spec, RunID: rs.runID},
@@ -247,6 +251,7 @@ func (c *Controller) jobParams(rs *runState, node string) jobs.JobParams {
 		// The controller deletes the Job once recorded; the TTL is for no controller.
 		TTLAfterFinished: spec.KeepFailedJobs() + backstopGrace,
 		Method:           c.pullMethod(spec, node),
+		Held:             len(images) < len(spec.References()),
 	}
 	if spec.Rollout.Retries != nil {
 		p.Retries = *spec.Rollout.Retries

@@ -12,7 +12,7 @@ import (
 // keeps only what the controller decides on, so the caches hold a few hundred bytes per
 // object instead of the Job's pod template with one init container per image, the
 // managed fields and every status field. What a Job keeps: name, UID, labels (indexes,
-// spec and run), the node annotation, deletion and start times, and its Complete/Failed
+// spec and run), the node and held annotations, deletion and start times, and its Complete/Failed
 // condition. What a pod keeps: name, labels (the Job index) and its init containers'
 // names with their waiting reason and message or their termination times.
 //
@@ -38,6 +38,9 @@ func trimJob(j *batchv1.Job) *batchv1.Job {
 	}
 	if node, ok := j.Annotations[jobs.AnnotationNode]; ok {
 		out.Annotations = map[string]string{jobs.AnnotationNode: node}
+		if held, ok := j.Annotations[jobs.AnnotationHeld]; ok {
+			out.Annotations[jobs.AnnotationHeld] = held
+		}
 	}
 	for _, c := range j.Status.Conditions {
 		if c.Status == corev1.ConditionTrue && (c.Type == batchv1.JobComplete || c.Type == batchv1.JobFailed) {

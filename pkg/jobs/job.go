@@ -59,6 +59,8 @@ type JobParams struct {
 	// PullSecret is the Secret name; empty when the run has no credentials,
 	// then the pod has no imagePullSecrets and no LabelPullSecret.
 	PullSecret string
+	// Held says Images leaves out images the run holds back (AnnotationHeld).
+	Held bool
 	// NoopImage is the image-prewarm image, which holds NoopBinary.
 	NoopImage      string
 	NoopPullPolicy corev1.PullPolicy
@@ -80,6 +82,9 @@ type JobParams struct {
 // credentials: at most the name of the run's pull Secret.
 func BuildJob(p JobParams) *batchv1.Job {
 	annotations := map[string]string{AnnotationNode: p.Node}
+	if p.Held {
+		annotations[AnnotationHeld] = "true"
+	}
 	podLabels := Labels(p.Ref)
 	if p.PullSecret != "" {
 		podLabels[LabelPullSecret] = p.PullSecret

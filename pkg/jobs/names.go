@@ -18,6 +18,9 @@ const (
 	// AnnotationNode holds the full node name: node names may be 253 characters,
 	// too long for a label value.
 	AnnotationNode = "image-prewarm.io/node"
+	// AnnotationHeld marks a Job created while some of the run's pulls were held
+	// back: its success leaves the node waiting for them.
+	AnnotationHeld = "image-prewarm.io/held"
 	// LabelPullSecret is set on the pod template only when the run has
 	// credentials; its value is the Secret name the mutating webhook injects.
 	LabelPullSecret = "image-prewarm.io/pull-secret"

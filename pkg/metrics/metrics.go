@@ -9,7 +9,7 @@
 //
 //	image_prewarm_build_info{version,go_version}                       gauge, always 1
 //	image_prewarm_is_leader                                             gauge, 1 when this replica runs the controller, else 0
-//	image_prewarm_nodes{spec,state}                                     gauge, nodes of the current run by state (Pending|Running|Succeeded|Failed|Skipped|Gone)
+//	image_prewarm_nodes{spec,state}                                     gauge, nodes of the current run by state (Pending|Running|Succeeded|Failed|Skipped|Gone|Paused)
 //	image_prewarm_rollout_progress_ratio{spec}                          gauge, reported / all nodes of the current run
 //	image_prewarm_rollout_duration_seconds{spec}                        gauge, time since the run started (frozen when done)
 //	image_prewarm_run_phase{spec,phase}                                 gauge, 1 for the run's current phase, 0 for the others
@@ -17,7 +17,9 @@
 //	image_prewarm_jobs_finished_total{spec,result}                      counter, result=succeeded|failed|cancelled
 //	image_prewarm_node_failures_total{spec,reason}                      counter, reason class (see ReasonClass)
 //	image_prewarm_node_rewarms_total{spec}                               counter, nodes prewarmed again after an image left them (keep warm)
+//	image_prewarm_pulls_held{spec,reason}                              gauge, images the run holds back: reason=CredentialsRejected (a registry's) | ImageNotFound
 //	image_prewarm_startup_taints_removed_total{reason}                  counter, startup taints removed: prewarmed, failed, timeout, unselected
+//	image_prewarm_refill_latency_seconds{spec}                          histogram, a Job's finish handled (a window slot freed) → the create of the Job that takes the slot sent
 //	image_prewarm_image_pull_duration_seconds{registry}                 histogram, one image on one node, from kubelet's Pulled Event (init-container timestamps where there is none)
 //	image_prewarm_image_pulled_bytes_total{registry}                    counter, bytes of the images pulled, from kubelet's Pulled Events
 //	image_prewarm_secrets_created_total                                 counter, ephemeral pull Secrets created
@@ -74,8 +76,15 @@ var (
 	// Rewarms: nodes of a spec's current run prewarmed again because an image they held
 	// left them (kubelet's image GC, crictl rmi).
 	Rewarms = counter("node_rewarms_total", "Nodes prewarmed again after one of their images left them.", "spec")
+	// PullsHeld: images a spec's run holds back, by reason (CredentialsRejected: every
+	// image of a registry that rejected the credentials; ImageNotFound: one image).
+	PullsHeld = gauge("pulls_held", "Images whose pulls the current run of a spec holds back after a few nodes failed alike, by reason.", "spec", "reason")
 	// TaintsRemoved: startup taints removed by why (prewarmed, failed, timeout, unselected).
 	TaintsRemoved = counter("startup_taints_removed_total", "Startup taints removed from nodes, by reason.", "reason")
+	// RefillLatency is the controller's own part of a refill: the API server's round trip
+	// and the Job's way to the node come after it. Buckets from 0.5 ms to 4 s.
+	RefillLatency = histogram("refill_latency_seconds", "Time from the controller handling a Job's finish (a freed window slot) to sending the create of the Job that takes the slot.",
+		prometheus.ExponentialBuckets(0.0005, 2, 14), "spec")
 
 	PullDuration = histogram("image_pull_duration_seconds", "Time to pull one image on one node, from kubelet's Pulled Event (init-container timestamps where there is none).",
 		[]float64{1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200}, "registry")
@@ -315,7 +324,7 @@ func RejectConfig(spec, revision string) (first bool) {
 // spec label stays bounded by the specs that exist (tasks come and go).
 func ForgetSpec(spec string) {
 	for _, v := range []*prometheus.MetricVec{Nodes.MetricVec, Progress.MetricVec, Duration.MetricVec, RunPhase.MetricVec, ConfigValid.MetricVec,
-		JobsCreated.MetricVec, JobsFinished.MetricVec, NodeFailures.MetricVec, Rewarms.MetricVec, ConfigRejections.MetricVec} {
+		JobsCreated.MetricVec, JobsFinished.MetricVec, NodeFailures.MetricVec, Rewarms.MetricVec, PullsHeld.MetricVec, ConfigRejections.MetricVec, RefillLatency.MetricVec} {
 		v.DeletePartialMatch(prometheus.Labels{"spec": spec})
 	}
 	rejected.Lock()

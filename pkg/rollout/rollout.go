@@ -17,6 +17,9 @@ const (
 	Failed    Phase = "Failed"
 	Skipped   Phase = "Skipped"
 	Gone      Phase = "Gone"
+	// Paused: the node waits for pulls the run holds back (rejected credentials, an
+	// image not found); it is neither started nor reported until they resume.
+	Paused Phase = "Paused"
 )
 
 // Reported reports whether the node's outcome is final for this run, so the

@@ -31,6 +31,9 @@ const (
 	PhaseFailed          = "Failed"  // the run could not proceed (e.g. its pull Secret)
 	PhaseInvalid         = "Invalid" // the spec was rejected
 	PhaseCancelled       = "Cancelled"
+	// PhasePaused: pulls of a registry (rejected credentials) or an image (not found)
+	// are held back after a few nodes failed alike; see Holds and Message.
+	PhasePaused = "Paused"
 )
 
 // Keys of the status ConfigMap.
@@ -48,6 +51,8 @@ const (
 	KeyFailures = "failures"
 	// KeyNodes is one segment's node results as JSON: phase → reason → node names.
 	KeyNodes = "nodes"
+	// KeyHolds is the pulls held back, as JSON ([]Hold).
+	KeyHolds = "holds"
 	// KeySegments is how many sealed segment ConfigMaps the run has beside the summary.
 	KeySegments = "segments"
 	// KeyResults is every node's result in one JSON object, as versions before segments
@@ -86,11 +91,30 @@ type Status struct {
 	// Sizes are the images' and artifacts' sizes in bytes, by reference, from
 	// kubelet's Pulled Events; a reference no node has pulled yet is absent.
 	Sizes map[string]int64 `json:",omitempty"`
+	// Holds are the pulls the run holds back.
+	Holds []Hold `json:",omitempty"`
 	// Segments is how many sealed segments the stored status has.
 	Segments int `json:",omitempty"`
 
 	layout *layout // which segment holds which node; nil until first needed
 }
+
+// Hold is pulls a run holds back after a few nodes failed alike: every image of a
+// registry that rejected the credentials, or one image that was not found.
+type Hold struct {
+	Kind     string    `json:"kind"` // HoldCredentials or HoldNotFound
+	Registry string    `json:"registry,omitempty"`
+	Image    string    `json:"image,omitempty"`
+	Reason   string    `json:"reason"` // the first failure's
+	Nodes    []string  `json:"nodes"`  // the nodes that failed so
+	Since    time.Time `json:"since"`
+}
+
+// Kinds of Hold.
+const (
+	HoldCredentials = "CredentialsRejected"
+	HoldNotFound    = "ImageNotFound"
+)
 
 // Name returns the status ConfigMap name for a spec.
 func Name(spec string) string {
@@ -142,6 +166,13 @@ func (s *Status) summary(namespace string, labels map[string]string, nodes strin
 		KeyNodes:    nodes,
 		KeySegments: strconv.Itoa(segments),
 	}
+	if len(s.Holds) > 0 {
+		holds, err := json.Marshal(s.Holds)
+		if err != nil {
+			return nil, fmt.Errorf("encode holds: %w", err)
+		}
+		data[KeyHolds] = string(holds)
+	}
 	if len(s.Sizes) > 0 {
 		sizes, err := json.Marshal(s.Sizes)
 		if err != nil {
@@ -183,6 +214,9 @@ func FromConfigMap(spec string, cm *corev1.ConfigMap) (*Status, error) {
 	errs = append(errs, decodeNodes(cm.Data[KeyNodes], s.Results))
 	if raw := cm.Data[KeyFailures]; raw != "" {
 		errs = append(errs, keyError(KeyFailures, json.Unmarshal([]byte(raw), &s.Failures)))
+	}
+	if raw := cm.Data[KeyHolds]; raw != "" {
+		errs = append(errs, keyError(KeyHolds, json.Unmarshal([]byte(raw), &s.Holds)))
 	}
 	if raw := cm.Data[KeySizes]; raw != "" {
 		errs = append(errs, keyError(KeySizes, json.Unmarshal([]byte(raw), &s.Sizes)))

@@ -45,6 +45,7 @@ var alerts = map[string]string{
 	"ImagePrewarmWebhookErrors":           "warning",
 	"ImagePrewarmNoLeader":                "critical",
 	"ImagePrewarmNodesUngatedUnprewarmed": "warning",
+	"ImagePrewarmPullsPaused":             "warning",
 }
 
 func TestInstallSecondRunIsInstant(t *testing.T) {

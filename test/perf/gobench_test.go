@@ -3,20 +3,35 @@ package perf
 import (
 	"bufio"
 	"bytes"
+	"cmp"
+	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 )
 
-// goBenchmarks are the in-process micro-benchmarks folded into RESULTS.md.
-var goBenchmarks = []struct {
+// goBenchmark is one in-process benchmark folded into RESULTS.md.
+type goBenchmark struct {
 	pkg, name, goal string
-}{
-	{"./pkg/rollout", "BenchmarkDecide", "O(n), a few allocs"},
-	{"./pkg/webhook", "BenchmarkMutate", "p99 ≤ 100 µs"},
-	{"./pkg/controller", "BenchmarkNodeCache", "part of the ≤ 64 MiB heap"},
+	count           int      // runs; 5 when 0
+	flags, env      []string // more `go test` flags, and the child's environment
+	// figures turns the output into figures; nil: one per-op time (or held heap) figure.
+	figures func(b goBenchmark, out []byte, runs int) []Figure
+}
+
+// goBenchmarks are the in-process benchmarks folded into RESULTS.md.
+var goBenchmarks = []goBenchmark{
+	{pkg: "./pkg/rollout", name: "BenchmarkDecide", goal: "O(n), a few allocs"},
+	{pkg: "./pkg/webhook", name: "BenchmarkMutate", goal: "p99 ≤ 100 µs"},
+	{pkg: "./pkg/controller", name: "BenchmarkNodeCache", goal: "part of the ≤ 64 MiB heap"},
+	// One op is one whole run; 20000 nodes only with IMAGE_PREWARM_SCALE=full.
+	{pkg: "./pkg/controller", name: "BenchmarkScale", count: 3, flags: []string{"-benchtime", "1x", "-timeout", "90m"},
+		env: []string{"IMAGE_PREWARM_SCALE=full"}, figures: scaleFigures},
 }
 
 // fuzzTargets are run for FUZZTIME each (default 3m) to show no input crashes them.
@@ -37,33 +52,119 @@ func TestGoBenchmarks(t *testing.T) {
 		t.Skip("make bench runs this")
 	}
 	for _, b := range goBenchmarks {
-		cmd := exec.Command("go", "test", "-run", "^$", "-bench", "^"+b.name+"$", "-benchmem", "-count", "5", b.pkg)
+		runs := cmp.Or(b.count, 5)
+		args := append([]string{"test", "-run", "^$", "-bench", "^" + b.name + "$", "-benchmem", "-count", strconv.Itoa(runs)}, b.flags...)
+		cmd := exec.Command("go", append(args, b.pkg)...)
 		cmd.Dir = "../.."
+		cmd.Env = append(os.Environ(), b.env...)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Errorf("%s: %v\n%s", b.name, err, out)
 			continue
 		}
-		var ns, allocs, held []float64
-		sc := bufio.NewScanner(bytes.NewReader(out))
-		for sc.Scan() {
-			if m := heldLine.FindStringSubmatch(sc.Text()); m != nil {
-				v, _ := strconv.ParseFloat(m[1], 64)
-				held = append(held, v)
-			}
-			if m := benchLine.FindStringSubmatch(sc.Text()); m != nil {
-				v, _ := strconv.ParseFloat(m[3], 64)
-				ns = append(ns, v/1000)
-				a, _ := strconv.ParseFloat(m[5], 64)
-				allocs = append(allocs, a)
-			}
+		figures := b.figures
+		if figures == nil {
+			figures = microFigures
 		}
-		if len(held) > 0 {
-			results.Add(Figure{Name: b.name + ": heap held", Goal: b.goal, Unit: "MiB", Values: held, Note: "go test -bench, 5 runs"})
+		for _, f := range figures(b, out, runs) {
+			results.Add(f)
+		}
+	}
+}
+
+// microFigures: the per-op time, or the heap held when the benchmark reports one.
+func microFigures(b goBenchmark, out []byte, runs int) []Figure {
+	var ns, allocs, held []float64
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		if m := heldLine.FindStringSubmatch(sc.Text()); m != nil {
+			v, _ := strconv.ParseFloat(m[1], 64)
+			held = append(held, v)
+		}
+		if m := benchLine.FindStringSubmatch(sc.Text()); m != nil {
+			v, _ := strconv.ParseFloat(m[3], 64)
+			ns = append(ns, v/1000)
+			a, _ := strconv.ParseFloat(m[5], 64)
+			allocs = append(allocs, a)
+		}
+	}
+	note := fmt.Sprintf("go test -bench, %d runs", runs)
+	if len(held) > 0 {
+		return []Figure{{Name: b.name + ": heap held", Goal: b.goal, Unit: "MiB", Values: held, Note: note}}
+	}
+	return []Figure{{Name: b.name + " (in-process, per op)", Goal: b.goal, Unit: "µs", Values: ns, Note: "allocs/op " + strconv.FormatFloat(median(allocs), 'f', 0, 64) + "; " + note}}
+}
+
+// scaleLine is one size of BenchmarkScale: the node count, then "value unit" pairs.
+var scaleLine = regexp.MustCompile(`^BenchmarkScale/nodes=(\d+)(?:-\d+)?\s+\d+\s+(.*)$`)
+
+// scaleFigures folds BenchmarkScale's runs (pkg/controller/scale_test.go says what each
+// metric holds) into figures per node count, and the CPU ratio of the largest to the
+// smallest.
+func scaleFigures(_ goBenchmark, out []byte, runs int) []Figure {
+	bySize := parseScale(out) // nodes → unit → one value per run
+	sizes := slices.Sorted(maps.Keys(bySize))
+	where := fmt.Sprintf("real controller on a fake clientset, Jobs done 1–5 ms after creation, window 50; %d runs", runs)
+	var figs []Figure
+	for _, n := range sizes {
+		v := bySize[n]
+		name := fmt.Sprintf("in-process scale, %d nodes: ", n)
+		figs = append(figs,
+			Figure{Name: name + "CPU per finished Job", Unit: "µs", Values: scaled(v["cpu-ms/job"], 1000),
+				Note: "process user+sys ÷ N; the fake API server and the stand-in Job controller run in the process too, so an upper bound on the controller's share; " + where},
+			Figure{Name: name + "refill p99 (controller side)", Goal: goalAt(n, 5000, "≤ 10 ms"), Unit: "ms", Values: v["refill-p99-ms"],
+				Note: fmt.Sprintf("image_prewarm_refill_latency_seconds, buckets ×2 apart; median p50 %.1f ms over %.0f refills; %s", median(v["refill-p50-ms"]), median(v["refills"]), where)},
+			Figure{Name: name + "peak heap in use", Goal: goalAt(n, 20000, "≤ 64 MiB"), Unit: "MiB", Values: v["heap-MiB"],
+				Note: fmt.Sprintf("HeapInuse over a baseline after the fake held every node, from the informers' sync on: counts garbage the GC lets grow with the whole heap, the fake's included; during the sync %.1f MiB (the fake's one-shot copy of every node); %s", median(v["heap-sync-MiB"]), where)},
+			Figure{Name: name + "peak live heap", Goal: goalAt(n, 20000, "≤ 64 MiB"), Unit: "MiB", Values: v["heap-live-MiB"],
+				Note: "the heap each GC found live, over the same baseline: the controller, plus the fake's Jobs, status and watch buffers; " + where},
+		)
+	}
+	if len(sizes) > 1 {
+		lo, hi := sizes[0], sizes[len(sizes)-1]
+		ratio := median(bySize[hi]["cpu-ms/job"]) / median(bySize[lo]["cpu-ms/job"])
+		figs = append(figs, Figure{Name: fmt.Sprintf("in-process scale: CPU per finished Job, %d ÷ %d nodes", hi, lo), Goal: "≤ 2", Unit: "ratio",
+			Values: []float64{ratio}, Note: "ratio of the medians above"})
+	}
+	return figs
+}
+
+func parseScale(out []byte) map[int]map[string][]float64 {
+	bySize := map[int]map[string][]float64{}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		m := scaleLine.FindStringSubmatch(sc.Text())
+		if m == nil {
 			continue
 		}
-		results.Add(Figure{Name: b.name + " (in-process, per op)", Goal: b.goal, Unit: "µs", Values: ns, Note: "allocs/op " + strconv.FormatFloat(median(allocs), 'f', 0, 64) + "; go test -bench, 5 runs"})
+		n, _ := strconv.Atoi(m[1])
+		if bySize[n] == nil {
+			bySize[n] = map[string][]float64{}
+		}
+		fields := strings.Fields(m[2])
+		for i := 0; i+1 < len(fields); i += 2 {
+			if v, err := strconv.ParseFloat(fields[i], 64); err == nil {
+				bySize[n][fields[i+1]] = append(bySize[n][fields[i+1]], v)
+			}
+		}
 	}
+	return bySize
+}
+
+func scaled(v []float64, by float64) []float64 {
+	out := make([]float64, len(v))
+	for i := range v {
+		out[i] = v[i] * by
+	}
+	return out
+}
+
+// goalAt is goal for the node count it is set at, else nothing.
+func goalAt(n, at int, goal string) string {
+	if n == at {
+		return goal
+	}
+	return ""
 }
 
 func TestFuzzTargetsRunClean(t *testing.T) {

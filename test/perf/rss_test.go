@@ -51,44 +51,70 @@ func TestControllerPeakRSS(t *testing.T) {
 func peakRSS(t *testing.T, kube *cluster.Cluster, binary string, n int) float64 {
 	label := fmt.Sprintf("rss%d", n)
 	createNodes(t, kube, label, n, label)
-	if err := kube.Namespace(t.Context(), label, nil); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(binary, "--kubeconfig="+kube.Kubeconfig, "--namespace="+label, "--noop-image=example.com/noop:1",
-		"--leader-elect=false", "--webhook=false", "--task-api=false", "--metrics-addr=")
-	logFile := filepath.Join(t.TempDir(), "controller.log")
-	log, err := os.Create(logFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer log.Close()
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		_ = cmd.Wait()
-		if t.Failed() {
-			raw, _ := os.ReadFile(logFile)
-			t.Logf("controller log:\n%s", raw[max(0, len(raw)-4000):])
-		}
-	}()
+	p := startBinary(t, kube, binary, label, "")
+	defer p.stop(t)
 	start := applySpec(t, kube, label, "spec", label, 50, "harbor.example.com/ml/model:rss")
 	end := waitDone(t, kube, label, "spec", "")
-	err = wait.PollUntilContextTimeout(t.Context(), time.Second, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
-		list, err := kube.Client.BatchV1().Jobs(label).List(ctx, metav1.ListOptions{LabelSelector: jobs.LabelApp + "=" + jobs.AppName})
-		return err == nil && len(list.Items) == 0, nil
-	})
-	if err != nil {
-		t.Fatalf("Jobs left after the run: %v", err)
-	}
-	peak, err := vmHWM(cmd.Process.Pid)
+	waitJobsGone(t, kube, label)
+	peak, err := vmHWM(p.cmd.Process.Pid)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("%d nodes: run %v, 0 Jobs %v after it; peak RSS %.1f MiB", n, end.Sub(start).Round(time.Second), time.Since(end).Round(time.Second), peak)
 	return peak
+}
+
+// controllerProcess is the image-prewarm binary running the controller alone on one
+// namespace.
+type controllerProcess struct {
+	cmd     *exec.Cmd
+	logFile string
+	log     *os.File
+}
+
+// startBinary starts the binary on namespace ns (created if need be); metricsAddr
+// serves /metrics and /readyz over plain HTTP, "" none.
+func startBinary(t *testing.T, kube *cluster.Cluster, binary, ns, metricsAddr string) *controllerProcess {
+	t.Helper()
+	if err := kube.Namespace(t.Context(), ns, nil); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(binary, "--kubeconfig="+kube.Kubeconfig, "--namespace="+ns, "--noop-image=example.com/noop:1",
+		"--leader-elect=false", "--webhook=false", "--task-api=false", "--metrics-addr="+metricsAddr, "--metrics-secure=false")
+	p := &controllerProcess{cmd: cmd, logFile: filepath.Join(t.TempDir(), "controller.log")}
+	var err error
+	if p.log, err = os.Create(p.logFile); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = p.log, p.log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// stop interrupts the process and waits for it; a failed test shows the log's end.
+func (p *controllerProcess) stop(t *testing.T) {
+	_ = p.cmd.Process.Signal(os.Interrupt)
+	_ = p.cmd.Wait()
+	p.log.Close()
+	if t.Failed() {
+		raw, _ := os.ReadFile(p.logFile)
+		t.Logf("controller log:\n%s", raw[max(0, len(raw)-4000):])
+	}
+}
+
+// waitJobsGone waits until the namespace holds no prewarm Job: a run's work ends with
+// the deletion of its recorded Jobs.
+func waitJobsGone(t *testing.T, kube *cluster.Cluster, ns string) {
+	t.Helper()
+	err := wait.PollUntilContextTimeout(t.Context(), time.Second, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		list, err := kube.Client.BatchV1().Jobs(ns).List(ctx, metav1.ListOptions{LabelSelector: jobs.LabelApp + "=" + jobs.AppName})
+		return err == nil && len(list.Items) == 0, nil
+	})
+	if err != nil {
+		t.Fatalf("Jobs left after the run: %v", err)
+	}
 }
 
 // buildController builds cmd/image-prewarm into the test's temporary directory.

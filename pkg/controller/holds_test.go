@@ -1,0 +1,135 @@
+package controller
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/image-prewarm/image-prewarm/pkg/config"
+	"github.com/image-prewarm/image-prewarm/pkg/jobs"
+	"github.com/image-prewarm/image-prewarm/pkg/metrics"
+	"github.com/image-prewarm/image-prewarm/pkg/status"
+)
+
+const heldImage = "harbor.example.com/ml/model:1"
+
+func pullsFrom(j *batchv1.Job, image string) bool {
+	for _, c := range j.Spec.Template.Spec.InitContainers {
+		if c.Image == image {
+			return true
+		}
+	}
+	return false
+}
+
+// failRejected fails the unfinished Jobs that pull heldImage as kubelet's 401 would,
+// and completes the rest. It returns how many it failed.
+func failRejected(t *testing.T, client *fake.Clientset) int {
+	t.Helper()
+	failed := 0
+	for _, j := range listJobs(t, client) {
+		if jobs.Finished(&j) {
+			continue
+		}
+		cond := batchv1.JobCondition{Type: batchv1.JobComplete, Status: corev1.ConditionTrue, LastTransitionTime: metav1.Now()}
+		if pullsFrom(&j, heldImage) {
+			failed++
+			cond.Type, cond.Reason = batchv1.JobFailed, "PullFailed"
+			cond.Message = fmt.Sprintf(`ErrImagePull: Failed to pull image %q: failed to authorize: 401 Unauthorized`, heldImage)
+		}
+		j.Status.Conditions = []batchv1.JobCondition{cond}
+		_, _ = client.BatchV1().Jobs(ns).UpdateStatus(t.Context(), &j, metav1.UpdateOptions{})
+	}
+	return failed
+}
+
+func readStatus(t *testing.T, client *fake.Clientset, spec string) *status.Status {
+	t.Helper()
+	st, _, err := status.Read(t.Context(), client, ns, spec)
+	if err != nil || st == nil {
+		return &status.Status{}
+	}
+	return st
+}
+
+// Issue 14: after three nodes fail authentication against harbor, no new node pulls
+// from it, the other registry's image still reaches every node, the run says Paused
+// with one Event and the gauge, and a person's resume lets every node finish.
+func TestRejectedCredentialsHoldTheRegistryOthersContinue(t *testing.T) {
+	var objs []any
+	for i := range 12 {
+		objs = append(objs, node(fmt.Sprintf("n%02d", i), ready))
+	}
+	spec := specConfigMap("held", fmt.Sprintf(`registries: [{server: harbor.example.com, credentialsSecret: robot}]
+images: [%s, nginx:1.27]
+rollout: {maxConcurrentNodes: 4}
+`, heldImage))
+	client := startFake(t, append(objs, basicAuth("robot"), spec)...)
+	attempted := 0
+	eventually(t, "every node waits with nginx pulled", func() bool {
+		attempted += failRejected(t, client)
+		return readStatus(t, client, "held").Counts["Paused"] == 12
+	})
+	st := readStatus(t, client, "held")
+	if st.Phase != status.PhasePaused || len(st.Holds) != 1 || st.Holds[0].Registry != "harbor.example.com" || !strings.Contains(st.Message, config.AnnotationResume) {
+		t.Fatalf("phase %s, holds %+v, message %q", st.Phase, st.Holds, st.Message)
+	}
+	if attempted > 4 {
+		t.Fatalf("%d nodes tried the rejected registry, want at most the window (4)", attempted)
+	}
+	if got := testutil.ToFloat64(metrics.PullsHeld.WithLabelValues("held", status.HoldCredentials)); got != 1 {
+		t.Fatalf("pulls_held = %v", got)
+	}
+	if n := countEvents(t, client, "PullsPaused"); n != 1 {
+		t.Fatalf("%d PullsPaused Events", n)
+	}
+	t.Logf("%d nodes tried harbor before the hold; 12 nodes got nginx", attempted)
+
+	cm, _ := client.CoreV1().ConfigMaps(ns).Get(t.Context(), "held", metav1.GetOptions{})
+	cm.Annotations = map[string]string{config.AnnotationResume: "fixed"}
+	if _, err := client.CoreV1().ConfigMaps(ns).Update(t.Context(), cm, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "every node succeeds after the resume", func() bool {
+		completeAll(t, client)
+		st := readStatus(t, client, "held")
+		return st.Phase == status.PhaseSucceeded && st.Counts["Succeeded"] == 12
+	})
+	if got := testutil.ToFloat64(metrics.PullsHeld.WithLabelValues("held", status.HoldCredentials)); got != 0 {
+		t.Fatalf("pulls_held after the resume = %v", got)
+	}
+}
+
+// One image not found holds back that image only, not its registry.
+func TestImageNotFoundHoldsTheImageOnly(t *testing.T) {
+	rs := &runState{spec: &config.Spec{Images: []string{"harbor.example.com/a:1", "harbor.example.com/b:1"}}}
+	h := holdFor(rs, `ErrImagePull: Failed to pull image "harbor.example.com/a:1": not found`)
+	if h == nil || h.Kind != status.HoldNotFound || len(h.images) != 1 || !h.images["harbor.example.com/a:1"] {
+		t.Fatalf("hold %+v", h)
+	}
+	if h := holdFor(rs, "DeadlineExceeded: Job was active longer than specified deadline"); h != nil {
+		t.Fatalf("a timeout made a hold: %+v", h)
+	}
+}
+
+func countEvents(t *testing.T, client *fake.Clientset, reason string) int {
+	t.Helper()
+	list, err := client.CoreV1().Events(ns).List(t.Context(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range list.Items {
+		if e.Reason == reason {
+			n++
+		}
+	}
+	return n
+}
