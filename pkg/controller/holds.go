@@ -21,23 +21,27 @@ import (
 )
 
 // A rejected password answers the same on every node: trying it on thousands of nodes
-// only locks or rate-limits the robot account. So from the first node that fails
-// authentication against a registry, no new Job pulls from it: at most the Jobs
-// already under way (the window) try it. Once holdAfterNodes of them (never more than
-// the window) failed so, the run pauses that registry's pulls: it says so (phase
-// Paused, one Event, the pulls_held gauge). Until then the hold is only a suspicion:
-// a Job that pulled everything succeeding, or no such Job left under way, lifts it,
-// and its failures stay ordinary failures. A pull not found holds back that one image
-// the same way. The other images keep going: new nodes get Jobs without the held
-// images (AnnotationHeld), and a node whose held pulls are all that is left waits,
-// Paused, neither started nor reported. Nodes that failed so wait too once the run
-// pauses: their results are dropped and their Jobs deleted, so that after the fix they
-// are prewarmed like the rest.
+// only locks or rate-limits the robot account. A hold stops that, in three steps:
 //
-// Held pulls resume when the spec changes (a new run), when the credentials Secret of
-// the registry changes (read every secretCheckInterval while held), or when a person
-// sets config.AnnotationResume on the spec to a new value. Holds live in memory: after
-// a restart a held registry is tried again on at most holdAfterNodes nodes.
+//   - Suspected: from the first node whose pull a registry rejects (401, 403, denied),
+//     the run starts no new Job; only the Jobs already under way (at most the window)
+//     go on trying. A Job that pulled every image succeeding proves the credentials
+//     (the failures were the nodes' own: they stay ordinary failures) and lifts it, as
+//     does the last Job under way ending below the threshold.
+//   - Paused: once holdAfterNodes of them (never more than the window) failed so, the
+//     run says so: phase Paused, one PullsPaused Event, the pulls_held gauge. A success
+//     under way still proves the credentials and resumes.
+//   - Confirmed: when no Job that pulls everything is left, the other registries' images
+//     go on: new nodes get Jobs without the held images (AnnotationHeld) and then wait,
+//     Paused, neither started nor reported; the nodes that failed so wait too, their
+//     results dropped and Jobs deleted, so that after the fix they are prewarmed like
+//     the rest.
+//
+// A pull not found holds that one image the same way. Held pulls resume when the spec
+// changes (a new run), when the credentials Secret of the registry changes (read every
+// secretCheckInterval while paused), or when a person sets config.AnnotationResume on
+// the spec to a new value. Holds live in memory: after a restart a held registry is
+// tried again by the Jobs of at most one window.
 const (
 	holdAfterNodes      = 3
 	secretCheckInterval = 10 * time.Second
@@ -49,7 +53,9 @@ type hold struct {
 	status.Hold
 	images map[string]bool // the references held back
 	nodes  map[string]bool // the nodes that failed so
-	active bool
+	// active: the run is paused (the threshold was reached); confirmed: no Job that
+	// pulls everything is left, so Jobs without the held images start.
+	active, confirmed bool
 	// secrets maps the registry's credentials Secrets to their resourceVersion when
 	// the hold began; token is the spec's resume annotation then.
 	secrets map[string]string
@@ -76,6 +82,9 @@ func holdFor(rs *runState, reason string) *hold {
 		return nil
 	}
 	key := holdKey(kind, scope)
+	if rs.proven[key] { // a node pulled it in this run: this failure is the node's own
+		return nil
+	}
 	if rs.holds == nil {
 		rs.holds = map[string]*hold{}
 	}
@@ -109,34 +118,65 @@ func failedImage(spec *config.Spec, reason string) string {
 	return ""
 }
 
-// holdBack handles a finished Job the run's holds concern: a held Job's success, or a
-// failure that counts towards a hold. It reports false when the outcome is recorded
-// as usual.
-func (c *Controller) holdBack(ctx context.Context, cm *corev1.ConfigMap, rs *runState, node string, job *batchv1.Job, obs observation) (rollout.Node, bool) {
+// holdBack handles a finished Job the run's holds concern: a held Job's success, a
+// full one's (proof), or a failure that counts towards a hold. held says the outcome
+// is not recorded (the node waits); counted says a recorded failure counts towards a
+// hold.
+func (c *Controller) holdBack(ctx context.Context, cm *corev1.ConfigMap, rs *runState, node string, job *batchv1.Job, obs observation) (n rollout.Node, held, counted bool) {
 	switch {
 	case obs.phase == rollout.Succeeded && job.Annotations[jobs.AnnotationHeld] != "":
-		if !rs.holding() { // lifted meanwhile: pull the rest
-			return c.wait(ctx, rs, node, job, false), true
-		}
-		return c.wait(ctx, rs, node, job, true), true
+		return c.wait(ctx, rs, node, job, rs.holding()), true, false // lifted meanwhile: pull the rest
 	case obs.phase == rollout.Succeeded:
-		rs.liftSuspicions() // it pulled every image: the credentials work
-		return rollout.Node{}, false
+		c.prove(cm, rs, node)
+		return n, false, false
 	case obs.phase != rollout.Failed:
-		return rollout.Node{}, false
+		return n, false, false
 	}
 	h := holdFor(rs, obs.reason)
 	if h == nil {
-		return rollout.Node{}, false
+		return n, false, false
 	}
 	h.nodes[node] = true
-	if !h.active && len(h.nodes) >= holdThreshold(cmp.Or(rs.window, holdAfterNodes)) {
+	if !h.active && len(h.nodes) >= holdThreshold(cmp.Or(rs.window, holdAfterNodes)) && othersToStart(rs, h) {
 		c.activate(ctx, cm, rs, h)
 	}
-	if !h.active {
-		return rollout.Node{}, false
+	if !h.confirmed {
+		return n, false, true // a failure until the hold is confirmed
 	}
-	return c.wait(ctx, rs, node, job, true), true
+	return c.wait(ctx, rs, node, job, true), true, true
+}
+
+// othersToStart reports whether a node beside those that failed so is still to be
+// started: a hold protects them; with none left the failures are simply failures.
+func othersToStart(rs *runState, h *hold) bool {
+	for _, n := range rs.view.nodes {
+		if (n.Phase == rollout.Pending || n.Phase == rollout.Paused) && !n.JobActive && !h.nodes[n.Name] {
+			return true
+		}
+	}
+	return false
+}
+
+// prove records that a Job pulled every image: no failure of this run counts towards a
+// hold any more, and the holds not yet confirmed are lifted.
+func (c *Controller) prove(cm *corev1.ConfigMap, rs *runState, node string) {
+	if rs.proven == nil {
+		rs.proven = map[string]bool{}
+	}
+	for _, ref := range rs.spec.References() {
+		rs.proven[holdKey(status.HoldCredentials, registryLabel(rs.spec, ref))] = true
+		rs.proven[holdKey(status.HoldNotFound, ref)] = true
+	}
+	for key, h := range rs.holds {
+		if h.confirmed {
+			continue
+		}
+		delete(rs.holds, key)
+		rs.view.stale = true
+		if h.active {
+			c.resumed(cm, rs, h, "node "+node+" pulled every image with the same credentials")
+		}
+	}
 }
 
 // wait deletes a node's finished Job (its name is needed again when the pulls resume)
@@ -158,12 +198,25 @@ func (c *Controller) wait(ctx context.Context, rs *runState, node string, job *b
 	return rollout.Node{Name: node, Phase: rollout.Paused, JobActive: job != nil}
 }
 
-// activate starts holding back h's pulls: the nodes that failed so far wait instead
-// of staying failed, with their Jobs deleted.
+// activate pauses h's pulls: the run says so.
 func (c *Controller) activate(ctx context.Context, cm *corev1.ConfigMap, rs *runState, h *hold) {
 	h.active, h.Since, h.token = true, time.Now(), cm.Annotations[config.AnnotationResume]
-	rs.view.stale = true // the nodes that failed so wait now
 	h.secrets = c.secretVersions(ctx, rs, h)
+	scope := h.Registry + h.Image
+	msg := fmt.Sprintf("pulls of %s held back after %d nodes failed alike (%s): %s", scope, len(h.nodes), h.Kind, truncate(h.Reason, maxReasonLen))
+	c.recorder.Event(cm, corev1.EventTypeWarning, "PullsPaused", msg+"; "+resumeHint(rs, h))
+	logging.FromContext(ctx).Info("pulls held back", logging.KeyRun, rs.runID, "kind", h.Kind, "scope", scope, "nodes", len(h.nodes), "reason", h.Reason)
+	c.exportHolds(cm.Name, rs)
+}
+
+// confirm lets the other images go on once no Job that pulls everything is left: the
+// nodes that failed so wait instead of staying failed, with their Jobs deleted.
+func (c *Controller) confirm(ctx context.Context, rs *runState, h *hold) {
+	h.confirmed = true
+	rs.view.stale = true
+	if rs.waiting == nil {
+		rs.waiting = map[string]bool{}
+	}
 	for node := range h.nodes {
 		if r, ok := rs.status.Results[node]; ok && r.Phase == string(rollout.Failed) {
 			rs.status.DropResult(node)
@@ -172,15 +225,12 @@ func (c *Controller) activate(ctx context.Context, cm *corev1.ConfigMap, rs *run
 				logging.FromContext(ctx).Error(err, "delete Job of a waiting node", logging.KeyNode, node)
 			}
 		}
-		if rs.waiting == nil {
-			rs.waiting = map[string]bool{}
-		}
 		rs.waiting[node] = true
 	}
-	scope := h.Registry + h.Image
-	msg := fmt.Sprintf("pulls of %s held back after %d nodes failed alike (%s): %s", scope, len(h.nodes), h.Kind, truncate(h.Reason, maxReasonLen))
-	c.recorder.Event(cm, corev1.EventTypeWarning, "PullsPaused", msg+"; "+resumeHint(rs, h))
-	logging.FromContext(ctx).Info("pulls held back", logging.KeyRun, rs.runID, "kind", h.Kind, "scope", scope, "nodes", len(h.nodes), "reason", h.Reason)
+}
+
+func (c *Controller) resumed(cm *corev1.ConfigMap, rs *runState, h *hold, why string) {
+	c.recorder.Eventf(cm, corev1.EventTypeNormal, "PullsResumed", "pulls of %s resumed: %s", h.Registry+h.Image, why)
 	c.exportHolds(cm.Name, rs)
 }
 
@@ -247,16 +297,13 @@ func (c *Controller) resumeHolds(ctx context.Context, cm *corev1.ConfigMap, rs *
 		}
 		delete(rs.holds, key)
 		rs.view.stale = true
-		c.recorder.Eventf(cm, corev1.EventTypeNormal, "PullsResumed", "pulls of %s resumed: %s", h.Registry+h.Image, why)
+		c.resumed(cm, rs, h, why)
 		logging.FromContext(ctx).Info("held pulls resumed", logging.KeyRun, rs.runID, "scope", h.Registry+h.Image, "why", why)
 	}
 	if !rs.holding() {
 		rs.waiting = map[string]bool{}
 	}
 	c.exportHolds(cm.Name, rs)
-	if !rs.paused() {
-		return nil
-	}
 	if rebuild && rs.spec.PullSecret == "" {
 		if err := c.deleteSecret(ctx, nil, rs.runID); err != nil {
 			return err
@@ -269,29 +316,19 @@ func (c *Controller) resumeHolds(ctx context.Context, cm *corev1.ConfigMap, rs *
 	return nil
 }
 
-// liftUnconfirmed drops the suspicions no Job can confirm any more: called after the
-// reconcile observed its Jobs, so failures seen in the same pass count first.
-func (c *Controller) liftUnconfirmed(rs *runState) {
-	if rs.holding() && !rs.paused() && !c.fullJobsUnderWay(rs) {
-		rs.liftSuspicions()
+// settleHolds, called after the reconcile observed its Jobs (so failures seen in the
+// same pass count first), ends the holds' wait for the Jobs under way: once none that
+// pulls everything is left, a paused hold is confirmed and a mere suspicion lifted.
+func (c *Controller) settleHolds(ctx context.Context, rs *runState) {
+	if !rs.holding() || c.fullJobsUnderWay(rs) {
+		return
 	}
-}
-
-// fullJobsUnderWay reports whether a Job that pulls every image is still active.
-func (c *Controller) fullJobsUnderWay(rs *runState) bool {
-	for _, job := range c.runJobs(rs.status.Spec, rs.runID) {
-		if job.Annotations[jobs.AnnotationHeld] == "" && !jobs.Finished(job) {
-			return true
-		}
-	}
-	return false
-}
-
-// liftSuspicions drops the holds that have not paused the run; nodes waiting only on
-// them pull the rest.
-func (rs *runState) liftSuspicions() {
 	for key, h := range rs.holds {
-		if !h.active {
+		switch {
+		case h.confirmed:
+		case h.active:
+			c.confirm(ctx, rs, h)
+		default:
 			delete(rs.holds, key)
 			rs.view.stale = true
 		}
@@ -301,16 +338,16 @@ func (rs *runState) liftSuspicions() {
 	}
 }
 
-func sameVersions(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
+// fullJobsUnderWay reports whether a Job that pulls every image has an outcome still to
+// count: its node not recorded yet (a finished Job's outcome is counted when its node
+// is observed; a failure kept for debugging stays active but is recorded).
+func (c *Controller) fullJobsUnderWay(rs *runState) bool {
+	for node, job := range c.runJobs(rs.status.Spec, rs.runID) {
+		if _, recorded := rs.status.Results[node]; !recorded && job.Annotations[jobs.AnnotationHeld] == "" && !rs.waiting[node] {
+			return true
 		}
 	}
-	return true
+	return false
 }
 
 // holding reports whether any pull is held back, suspected or paused.
@@ -326,24 +363,29 @@ func (rs *runState) paused() bool {
 	return false
 }
 
-// heldImages are the references new Jobs leave out.
+// heldImages are the references new Jobs leave out: the confirmed holds'.
 func (rs *runState) heldImages() map[string]bool {
 	held := map[string]bool{}
 	for _, h := range rs.holds {
-		for ref := range h.images {
-			held[ref] = true
+		if h.confirmed {
+			for ref := range h.images {
+				held[ref] = true
+			}
 		}
 	}
 	return held
 }
 
-// waits reports whether a node without a Job waits for held pulls: it did already,
-// or every image it would pull is held.
+// waits reports whether a node without a Job waits for held pulls: while a hold is
+// not confirmed every node does; then a node that already pulled the rest, or whose
+// every image is held.
 func (rs *runState) waits(node string) bool {
-	if !rs.holding() {
-		return false
+	for _, h := range rs.holds {
+		if !h.confirmed {
+			return true
+		}
 	}
-	return rs.waiting[node] || len(rs.heldImages()) >= len(rs.spec.References())
+	return rs.holding() && (rs.waiting[node] || len(rs.heldImages()) >= len(rs.spec.References()))
 }
 
 // statusHolds renders the active holds for the status, in a stable order.
@@ -391,4 +433,16 @@ func (c *Controller) exportHolds(spec string, rs *runState) {
 	for kind, n := range byKind {
 		metrics.PullsHeld.WithLabelValues(spec, kind).Set(float64(n))
 	}
+}
+
+func sameVersions(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
 }

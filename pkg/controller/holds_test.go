@@ -32,6 +32,11 @@ func pullsFrom(j *batchv1.Job, image string) bool {
 // failRejected fails the unfinished Jobs that pull heldImage as kubelet's 401 would,
 // and completes the rest. It returns how many it failed.
 func failRejected(t *testing.T, client *fake.Clientset) int {
+	return failRejectedOn(t, client, func(string) bool { return true })
+}
+
+// failRejectedOn is failRejected on the nodes onNode picks; the others' Jobs complete.
+func failRejectedOn(t *testing.T, client *fake.Clientset, onNode func(string) bool) int {
 	t.Helper()
 	failed := 0
 	for _, j := range listJobs(t, client) {
@@ -39,7 +44,7 @@ func failRejected(t *testing.T, client *fake.Clientset) int {
 			continue
 		}
 		cond := batchv1.JobCondition{Type: batchv1.JobComplete, Status: corev1.ConditionTrue, LastTransitionTime: metav1.Now()}
-		if pullsFrom(&j, heldImage) {
+		if pullsFrom(&j, heldImage) && onNode(jobs.NodeOf(&j)) {
 			failed++
 			cond.Type, cond.Reason = batchv1.JobFailed, "PullFailed"
 			cond.Message = fmt.Sprintf(`ErrImagePull: Failed to pull image %q: failed to authorize: 401 Unauthorized`, heldImage)
@@ -105,6 +110,44 @@ rollout: {maxConcurrentNodes: 4}
 	if got := testutil.ToFloat64(metrics.PullsHeld.WithLabelValues("held", status.HoldCredentials)); got != 0 {
 		t.Fatalf("pulls_held after the resume = %v", got)
 	}
+}
+
+// Rejections on some nodes while another node pulls with the same credentials are the
+// nodes' own: no hold lasts, the failures stay ordinary, and no node gets a second Job.
+func TestRejectionsOnSomeNodesOnlyAreOrdinaryFailures(t *testing.T) {
+	var objs []any
+	for i := range 12 {
+		objs = append(objs, node(fmt.Sprintf("n%02d", i), ready))
+	}
+	spec := specConfigMap("mixed", fmt.Sprintf(`registries: [{server: harbor.example.com, credentialsSecret: robot}]
+images: [%s, nginx:1.27]
+rollout: {maxConcurrentNodes: 4}
+`, heldImage))
+	client := startFake(t, append(objs, basicAuth("robot"), spec)...)
+	bad := map[string]bool{"n00": true, "n01": true, "n02": true}
+	eventually(t, "the run completes with the three failures", func() bool {
+		failRejectedOn(t, client, func(n string) bool { return bad[n] })
+		st := readStatus(t, client, "mixed")
+		return st.Phase == status.PhaseCompletedFailed && st.Counts["Failed"] == 3 && st.Counts["Succeeded"] == 9
+	})
+	if n := createdJobs(client); n != 12 {
+		t.Fatalf("%d Jobs created for 12 nodes", n)
+	}
+}
+
+// With no other node left to protect, a rejection is an ordinary failure: a one-node
+// run completes with it rather than pause.
+func TestRejectionOfTheLastNodeIsAFailure(t *testing.T) {
+	spec := specConfigMap("single", fmt.Sprintf(`registries: [{server: harbor.example.com, credentialsSecret: robot}]
+images: [%s]
+rollout: {maxConcurrentNodes: 1}
+`, heldImage))
+	client := startFake(t, node("only", ready), basicAuth("robot"), spec)
+	eventually(t, "the run completes with the failure", func() bool {
+		failRejected(t, client)
+		st := readStatus(t, client, "single")
+		return st.Phase == status.PhaseCompletedFailed && strings.Contains(st.Results["only"].Reason, "401")
+	})
 }
 
 // One image not found holds back that image only, not its registry.

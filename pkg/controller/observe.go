@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"slices"
 	"strings"
 	"time"
 
@@ -8,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/image-prewarm/image-prewarm/pkg/jobs"
+	"github.com/image-prewarm/image-prewarm/pkg/metrics"
 	"github.com/image-prewarm/image-prewarm/pkg/rollout"
 )
 
@@ -24,9 +26,10 @@ var pullErrorReasons = map[string]bool{
 }
 
 // permanentPullMarkers are substrings of kubelet messages for errors that retrying
-// cannot fix: wrong credentials, missing image. Others (timeouts, 5xx) are left to
+// cannot fix: wrong credentials (with the status codes metrics.ReasonClass finds),
+// missing image. Others (timeouts, 5xx) are left to
 // kubelet's own back-off until the Job's deadline.
-var permanentPullMarkers = []string{"unauthorized", "401", "403", "denied", "not found", "manifest unknown", "invalid reference", "neverpull", "invalidimagename"}
+var permanentPullMarkers = []string{"unauthorized", "forbidden", "denied", "not found", "manifest unknown", "invalid reference", "neverpull", "invalidimagename"}
 
 // observation is what the cluster says about one node's Job.
 type observation struct {
@@ -67,10 +70,8 @@ func permanentPullError(pod *corev1.Pod) (string, bool) {
 			continue
 		}
 		text := strings.ToLower(w.Reason + " " + w.Message)
-		for _, marker := range permanentPullMarkers {
-			if strings.Contains(text, marker) {
-				return truncate(w.Reason+": "+w.Message, maxReasonLen), true
-			}
+		if metrics.ReasonClass(text, "") == metrics.ReasonUnauthorized || slices.ContainsFunc(permanentPullMarkers, func(m string) bool { return strings.Contains(text, m) }) {
+			return truncate(w.Reason+": "+w.Message, maxReasonLen), true
 		}
 	}
 	return "", false

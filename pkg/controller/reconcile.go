@@ -68,6 +68,7 @@ type runState struct {
 	// for them; secretsChecked when held credentials' Secrets were last read (holds.go).
 	holds          map[string]*hold
 	waiting        map[string]bool
+	proven         map[string]bool // hold keys a Job of this run pulled: never held
 	secretsChecked time.Time
 	window         int // the window of the last decision
 	view           viewState
@@ -156,10 +157,17 @@ func (c *Controller) reconcileRun(ctx context.Context, cm *corev1.ConfigMap, rs 
 	}
 	sel := newSelection(rs.spec)
 	nodes, gone := c.observe(ctx, cm, rs, sel)
-	if c.liftUnconfirmed(rs); rs.view.stale { // the lifted holds' waiting nodes pull the rest
+	// A hold that began, settled or ended in this pass changes what every node waits
+	// for: observe them all again (a hold changes at most twice a pass).
+	c.settleHolds(ctx, rs)
+	for pass := 0; rs.view.stale && pass < 3; pass++ {
 		var more []string
 		nodes, more = c.observe(ctx, cm, rs, sel)
 		gone = append(gone, more...)
+		c.settleHolds(ctx, rs)
+	}
+	if rs.view.stale {
+		c.queue.Add(cm.Name)
 	}
 	regs := runRegistries(rs.spec)
 	rs.window = rs.spec.WindowSize(len(nodes))
@@ -289,13 +297,14 @@ func (c *Controller) observeNodeJob(ctx context.Context, cm *corev1.ConfigMap, r
 	if obs.phase == rollout.Failed && !obs.failFast && rs.pullErrors[node] != "" {
 		obs.reason = truncate(obs.reason+"; last pull error: "+rs.pullErrors[node], maxReasonLen)
 	}
-	if n, held := c.holdBack(ctx, cm, rs, node, job, obs); held {
+	n, held, counted := c.holdBack(ctx, cm, rs, node, job, obs)
+	if held {
 		c.countFinished(cm.Name, rs, job, obs, pods)
 		return n
 	}
 	if obs.phase == rollout.Succeeded || obs.phase == rollout.Failed {
 		delete(rs.pullErrors, node)
-		c.record(ctx, cm, rs, node, obs.phase, obs.reason)
+		c.recordOutcome(ctx, cm, rs, node, obs.phase, obs.reason, !counted)
 		c.countFinished(cm.Name, rs, job, obs, pods)
 	}
 	return rollout.Node{Name: node, Phase: obs.phase, JobActive: obs.active && !obs.failFast}
@@ -303,6 +312,14 @@ func (c *Controller) observeNodeJob(ctx context.Context, cm *corev1.ConfigMap, r
 
 // record stores a node's final result for the run, once, with an Event for failures.
 func (c *Controller) record(ctx context.Context, cm *corev1.ConfigMap, rs *runState, node string, phase rollout.Phase, reason string) {
+	c.recordOutcome(ctx, cm, rs, node, phase, reason, true)
+}
+
+// recordOutcome is record; announce false leaves out the NodeFailed Event of a failure
+// counted towards a hold: the hold's one PullsPaused Event tells of them all, and fifty
+// alike Events would spend the recorder's spam budget (25 per object) on noise and drop
+// the Events that matter.
+func (c *Controller) recordOutcome(ctx context.Context, cm *corev1.ConfigMap, rs *runState, node string, phase rollout.Phase, reason string, announce bool) {
 	if _, done := rs.status.Results[node]; done {
 		return
 	}
@@ -318,7 +335,9 @@ func (c *Controller) record(ctx context.Context, cm *corev1.ConfigMap, rs *runSt
 	if phase == rollout.Failed || phase == rollout.Gone {
 		class := metrics.ReasonClass(string(phase), reason)
 		metrics.NodeFailures.WithLabelValues(cm.Name, class).Inc()
-		c.recorder.Eventf(cm, corev1.EventTypeWarning, "NodeFailed", "node %s: %s", node, truncate(reason, maxEventLen))
+		if announce {
+			c.recorder.Eventf(cm, corev1.EventTypeWarning, "NodeFailed", "node %s: %s", node, truncate(reason, maxEventLen))
+		}
 		logging.FromContext(ctx).Info("node failed to prewarm", logging.KeyNode, node, logging.KeyRun, rs.runID, "reason", reason)
 	}
 }

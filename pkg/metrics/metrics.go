@@ -285,9 +285,9 @@ const (
 func ReasonClass(reason, message string) string {
 	text := strings.ToLower(reason + " " + message)
 	switch {
-	case strings.Contains(text, "unauthorized") || strings.Contains(text, "401") || strings.Contains(text, "403") || strings.Contains(text, "denied"):
+	case strings.Contains(text, "unauthorized") || strings.Contains(text, "forbidden") || strings.Contains(text, "denied") || httpStatus(text, "401", "403"):
 		return ReasonUnauthorized
-	case strings.Contains(text, "not found") || strings.Contains(text, "manifest unknown") || strings.Contains(text, "404"):
+	case strings.Contains(text, "not found") || strings.Contains(text, "manifest unknown") || httpStatus(text, "404"):
 		return ReasonNotFound
 	case strings.Contains(text, "deadline"):
 		return ReasonTimeout
@@ -297,6 +297,21 @@ func ReasonClass(reason, message string) string {
 		return ReasonPullError
 	}
 	return ReasonOther
+}
+
+// statusCode finds a three-digit number standing alone: "401 Unauthorized", "status:
+// 403", but not the port in "127.0.0.1:40177", which once made an unreachable
+// registry look like rejected credentials.
+var statusCode = regexp.MustCompile(`(^|[^0-9.:])([1-5][0-9][0-9])([^0-9]|$)`)
+
+// httpStatus reports whether text carries one of the HTTP status codes.
+func httpStatus(text string, codes ...string) bool {
+	for _, m := range statusCode.FindAllStringSubmatch(text, -1) {
+		if slices.Contains(codes, m[2]) {
+			return true
+		}
+	}
+	return false
 }
 
 // rejected remembers, per spec, the last revision counted by RejectConfig.

@@ -285,6 +285,9 @@ func TestReasonClass(t *testing.T) {
 		"gone":     {"Gone", "node deleted while its prewarm Job ran", ReasonNodeGone},
 		"pull":     {"Failed", "ImagePullBackOff", ReasonPullError},
 		"other":    {"Failed", "OOMKilled", ReasonOther},
+		"403":      {"Failed", "ErrImagePull: unexpected status: 403", ReasonUnauthorized},
+		// A port with 401 in it is no status code: an unreachable registry stays a pull error.
+		"port": {"Failed", `ErrImagePull: Head "https://127.0.0.1:40177/v2/x/manifests/v1": dial tcp 127.0.0.1:40177: connect: connection refused`, ReasonPullError},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

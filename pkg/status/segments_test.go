@@ -200,3 +200,29 @@ func TestFailuresGroupedAndBounded(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkStatusSize reports the stored size of a 20 000-node status, all failing with
+// one 300-character reason and all succeeding (make bench folds it into RESULTS.md).
+func BenchmarkStatusSize(b *testing.B) {
+	for name, reason := range map[string]string{"all-fail": "ErrImagePull: " + strings.Repeat("x", 286), "all-succeed": ""} {
+		b.Run(name, func(b *testing.B) {
+			var total, largest, summary, objects int
+			for b.Loop() {
+				objs, err := manyResults(20000, reason).ConfigMaps("ns", nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				total, largest, objects = 0, 0, len(objs)
+				for _, cm := range objs {
+					total += objectBytes(cm)
+					largest = max(largest, objectBytes(cm))
+				}
+				summary = objectBytes(objs[len(objs)-1])
+			}
+			b.ReportMetric(float64(total), "total-B")
+			b.ReportMetric(float64(largest), "largest-B")
+			b.ReportMetric(float64(summary), "summary-B")
+			b.ReportMetric(float64(objects), "objects")
+		})
+	}
+}

@@ -32,6 +32,7 @@ var goBenchmarks = []goBenchmark{
 	// One op is one whole run; 20000 nodes only with IMAGE_PREWARM_SCALE=full.
 	{pkg: "./pkg/controller", name: "BenchmarkScale", count: 3, flags: []string{"-benchtime", "1x", "-timeout", "90m"},
 		env: []string{"IMAGE_PREWARM_SCALE=full"}, figures: scaleFigures},
+	{pkg: "./pkg/status", name: "BenchmarkStatusSize", count: 1, flags: []string{"-benchtime", "3x"}, figures: statusSizeFigures},
 }
 
 // fuzzTargets are run for FUZZTIME each (default 3m) to show no input crashes them.
@@ -149,6 +150,31 @@ func parseScale(out []byte) map[int]map[string][]float64 {
 		}
 	}
 	return bySize
+}
+
+// statusSizeLine is one case of BenchmarkStatusSize: its name, then "value unit" pairs.
+var statusSizeLine = regexp.MustCompile(`^BenchmarkStatusSize/(\S+?)(?:-\d+)?\s+\d+\s+(.*)$`)
+
+// statusSizeFigures: the stored status of 20 000 nodes, per case, against the API
+// server's 1 MiB per object.
+func statusSizeFigures(_ goBenchmark, out []byte, _ int) []Figure {
+	var figs []Figure
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		m := statusSizeLine.FindStringSubmatch(sc.Text())
+		if m == nil {
+			continue
+		}
+		v := map[string]float64{}
+		fields := strings.Fields(m[2])
+		for i := 0; i+1 < len(fields); i += 2 {
+			v[fields[i+1]], _ = strconv.ParseFloat(fields[i], 64)
+		}
+		figs = append(figs, Figure{Name: "status of 20 000 nodes, " + m[1] + ": largest object", Goal: "< 1 MiB", Unit: "KiB",
+			Values: []float64{v["largest-B"] / 1024},
+			Note: fmt.Sprintf("%.0f objects, %.0f KiB in all, summary %.1f KiB; failures share one 300-character reason", v["objects"], v["total-B"]/1024, v["summary-B"]/1024)})
+	}
+	return figs
 }
 
 func scaled(v []float64, by float64) []float64 {
