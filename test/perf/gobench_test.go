@@ -172,7 +172,7 @@ func statusSizeFigures(_ goBenchmark, out []byte, _ int) []Figure {
 		}
 		figs = append(figs, Figure{Name: "status of 20 000 nodes, " + m[1] + ": largest object", Goal: "< 1 MiB", Unit: "KiB",
 			Values: []float64{v["largest-B"] / 1024},
-			Note: fmt.Sprintf("%.0f objects, %.0f KiB in all, summary %.1f KiB; failures share one 300-character reason", v["objects"], v["total-B"]/1024, v["summary-B"]/1024)})
+			Note:   fmt.Sprintf("%.0f objects, %.0f KiB in all, summary %.1f KiB; failures share one 300-character reason", v["objects"], v["total-B"]/1024, v["summary-B"]/1024)})
 	}
 	return figs
 }
