@@ -173,8 +173,19 @@ func (c *Controller) prove(cm *corev1.ConfigMap, rs *runState, node string) {
 		}
 		delete(rs.holds, key)
 		rs.view.stale = true
+		c.announceFailures(cm, rs, h)
 		if h.active {
 			c.resumed(cm, rs, h, "node "+node+" pulled every image with the same credentials")
+		}
+	}
+}
+
+// announceFailures emits the NodeFailed Events a lifted hold's failures were recorded
+// without: they turned out ordinary failures, each worth its Event.
+func (c *Controller) announceFailures(cm *corev1.ConfigMap, rs *runState, h *hold) {
+	for _, node := range sortedNames(h.nodes) {
+		if r := rs.status.Results[node]; r.Phase == string(rollout.Failed) {
+			c.recorder.Eventf(cm, corev1.EventTypeWarning, "NodeFailed", "node %s: %s", node, truncate(r.Reason, maxEventLen))
 		}
 	}
 }
@@ -319,7 +330,7 @@ func (c *Controller) resumeHolds(ctx context.Context, cm *corev1.ConfigMap, rs *
 // settleHolds, called after the reconcile observed its Jobs (so failures seen in the
 // same pass count first), ends the holds' wait for the Jobs under way: once none that
 // pulls everything is left, a paused hold is confirmed and a mere suspicion lifted.
-func (c *Controller) settleHolds(ctx context.Context, rs *runState) {
+func (c *Controller) settleHolds(ctx context.Context, cm *corev1.ConfigMap, rs *runState) {
 	if !rs.holding() || c.fullJobsUnderWay(rs) {
 		return
 	}
@@ -331,6 +342,7 @@ func (c *Controller) settleHolds(ctx context.Context, rs *runState) {
 		default:
 			delete(rs.holds, key)
 			rs.view.stale = true
+			c.announceFailures(cm, rs, h)
 		}
 	}
 	if !rs.holding() {
@@ -405,12 +417,17 @@ func (rs *runState) statusHolds() []status.Hold {
 }
 
 func sortedSample(nodes map[string]bool) []string {
+	names := sortedNames(nodes)
+	return names[:min(len(names), 10)]
+}
+
+func sortedNames(nodes map[string]bool) []string {
 	names := make([]string, 0, len(nodes))
 	for n := range nodes {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	return names[:min(len(names), 10)]
+	return names
 }
 
 // holdMessage says why the run is paused, for the status.

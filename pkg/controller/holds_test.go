@@ -133,6 +133,7 @@ rollout: {maxConcurrentNodes: 4}
 	if n := createdJobs(client); n != 12 {
 		t.Fatalf("%d Jobs created for 12 nodes", n)
 	}
+	eventually(t, "one NodeFailed Event per failed node", func() bool { return countEvents(t, client, "NodeFailed") == 3 })
 }
 
 // With no other node left to protect, a rejection is an ordinary failure: a one-node

@@ -159,12 +159,12 @@ func (c *Controller) reconcileRun(ctx context.Context, cm *corev1.ConfigMap, rs 
 	nodes, gone := c.observe(ctx, cm, rs, sel)
 	// A hold that began, settled or ended in this pass changes what every node waits
 	// for: observe them all again (a hold changes at most twice a pass).
-	c.settleHolds(ctx, rs)
+	c.settleHolds(ctx, cm, rs)
 	for pass := 0; rs.view.stale && pass < 3; pass++ {
 		var more []string
 		nodes, more = c.observe(ctx, cm, rs, sel)
 		gone = append(gone, more...)
-		c.settleHolds(ctx, rs)
+		c.settleHolds(ctx, cm, rs)
 	}
 	if rs.view.stale {
 		c.queue.Add(cm.Name)
@@ -316,9 +316,9 @@ func (c *Controller) record(ctx context.Context, cm *corev1.ConfigMap, rs *runSt
 }
 
 // recordOutcome is record; announce false leaves out the NodeFailed Event of a failure
-// counted towards a hold: the hold's one PullsPaused Event tells of them all, and fifty
-// alike Events would spend the recorder's spam budget (25 per object) on noise and drop
-// the Events that matter.
+// counted towards a hold: a pause's one PullsPaused Event tells of them all (fifty alike
+// Events would spend the recorder's spam budget, 25 per object, and drop the Events
+// that matter), and a hold lifted emits them then (announceFailures).
 func (c *Controller) recordOutcome(ctx context.Context, cm *corev1.ConfigMap, rs *runState, node string, phase rollout.Phase, reason string, announce bool) {
 	if _, done := rs.status.Results[node]; done {
 		return
