@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -183,7 +185,7 @@ func (c *Controller) prove(cm *corev1.ConfigMap, rs *runState, node string) {
 // announceFailures emits the NodeFailed Events a lifted hold's failures were recorded
 // without: they turned out ordinary failures, each worth its Event.
 func (c *Controller) announceFailures(cm *corev1.ConfigMap, rs *runState, h *hold) {
-	for _, node := range sortedNames(h.nodes) {
+	for _, node := range slices.Sorted(maps.Keys(h.nodes)) {
 		if r := rs.status.Results[node]; r.Phase == string(rollout.Failed) {
 			c.recorder.Eventf(cm, corev1.EventTypeWarning, "NodeFailed", "node %s: %s", node, truncate(r.Reason, maxEventLen))
 		}
@@ -417,17 +419,8 @@ func (rs *runState) statusHolds() []status.Hold {
 }
 
 func sortedSample(nodes map[string]bool) []string {
-	names := sortedNames(nodes)
+	names := slices.Sorted(maps.Keys(nodes))
 	return names[:min(len(names), 10)]
-}
-
-func sortedNames(nodes map[string]bool) []string {
-	names := make([]string, 0, len(nodes))
-	for n := range nodes {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
 }
 
 // holdMessage says why the run is paused, for the status.

@@ -55,6 +55,15 @@ func failRejectedOn(t *testing.T, client *fake.Clientset, onNode func(string) bo
 	return failed
 }
 
+// readyNodes are n Ready nodes n00, n01, …
+func readyNodes(n int) []any {
+	var objs []any
+	for i := range n {
+		objs = append(objs, node(fmt.Sprintf("n%02d", i), ready))
+	}
+	return objs
+}
+
 func readStatus(t *testing.T, client *fake.Clientset, spec string) *status.Status {
 	t.Helper()
 	st, _, err := status.Read(t.Context(), client, ns, spec)
@@ -68,10 +77,7 @@ func readStatus(t *testing.T, client *fake.Clientset, spec string) *status.Statu
 // from it, the other registry's image still reaches every node, the run says Paused
 // with one Event and the gauge, and a person's resume lets every node finish.
 func TestRejectedCredentialsHoldTheRegistryOthersContinue(t *testing.T) {
-	var objs []any
-	for i := range 12 {
-		objs = append(objs, node(fmt.Sprintf("n%02d", i), ready))
-	}
+	objs := readyNodes(12)
 	spec := specConfigMap("held", fmt.Sprintf(`registries: [{server: harbor.example.com, credentialsSecret: robot}]
 images: [%s, nginx:1.27]
 rollout: {maxConcurrentNodes: 4}
@@ -115,10 +121,7 @@ rollout: {maxConcurrentNodes: 4}
 // Rejections on some nodes while another node pulls with the same credentials are the
 // nodes' own: no hold lasts, the failures stay ordinary, and no node gets a second Job.
 func TestRejectionsOnSomeNodesOnlyAreOrdinaryFailures(t *testing.T) {
-	var objs []any
-	for i := range 12 {
-		objs = append(objs, node(fmt.Sprintf("n%02d", i), ready))
-	}
+	objs := readyNodes(12)
 	spec := specConfigMap("mixed", fmt.Sprintf(`registries: [{server: harbor.example.com, credentialsSecret: robot}]
 images: [%s, nginx:1.27]
 rollout: {maxConcurrentNodes: 4}

@@ -3,6 +3,7 @@ package status
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strconv"
@@ -115,7 +116,7 @@ func (s *Status) ConfigMaps(namespace string, labels map[string]string) ([]*core
 	}
 	s.Segments = len(l.members) - 1
 	var out []*corev1.ConfigMap
-	for _, k := range sortedKeys(l.dirty) {
+	for _, k := range slices.Sorted(maps.Keys(l.dirty)) {
 		out = append(out, s.segment(namespace, labels, k))
 		delete(l.dirty, k)
 	}
@@ -133,7 +134,7 @@ func (l *layout) seal(results map[string]Result) {
 	l.members = append(l.members, map[string]bool{})
 	l.dirty[k] = true
 	bytes := 0
-	for _, node := range sortedNames(l.members[0]) {
+	for _, node := range slices.Sorted(maps.Keys(l.members[0])) {
 		n := resultBytes(node, results[node])
 		if len(l.members[k]) == segmentNodes || (bytes+n > segmentBytes && len(l.members[k]) > 0) {
 			return
@@ -267,22 +268,4 @@ func decodeObjectPrefix(raw string, each func(key string, dec *json.Decoder) err
 	}
 	_, err := dec.Token()
 	return err
-}
-
-func sortedNames(m map[string]bool) []string {
-	names := make([]string, 0, len(m))
-	for n := range m {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
-}
-
-func sortedKeys(m map[int]bool) []int {
-	keys := make([]int, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

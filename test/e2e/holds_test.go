@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/image-prewarm/image-prewarm/pkg/jobs"
 	"github.com/image-prewarm/image-prewarm/pkg/status"
 )
 
@@ -95,7 +96,7 @@ func (e *env) nodesPulling(image string) int {
 	seen := map[string]bool{}
 	for _, j := range e.createdJobs() {
 		if jobPulls(&j, image) {
-			seen[j.Annotations["image-prewarm.io/node"]] = true
+			seen[jobs.NodeOf(&j)] = true
 		}
 	}
 	return len(seen)
