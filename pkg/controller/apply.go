@@ -1,7 +1,6 @@
 package controller
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -12,7 +11,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/util/workqueue"
 
 	"github.com/image-prewarm/image-prewarm/pkg/jobs"
 	"github.com/image-prewarm/image-prewarm/pkg/logging"
@@ -25,9 +23,7 @@ import (
 // apply creates the Jobs the window starts and deletes the ones that must stop: nodes
 // gone mid-pull. Finished Jobs are collectJobs' business.
 func (c *Controller) apply(ctx context.Context, cm *corev1.ConfigMap, rs *runState, d rollout.Decision, gone []string) error {
-	if err := c.createJobs(ctx, cm, rs, d.Start); err != nil {
-		return err
-	}
+	c.createJobs(ctx, cm, rs, d.Start)
 	c.settleStamps(ctx, rs, d.Limit)
 	for _, node := range append(d.Cancel, gone...) {
 		if err := c.deleteJob(ctx, jobs.JobName(rs.runID, node)); err != nil {
@@ -38,49 +34,17 @@ func (c *Controller) apply(ctx context.Context, cm *corev1.ConfigMap, rs *runSta
 	return nil
 }
 
-// parallelCreates bounds the Job creates in flight for one spec. Several slots often
-// free together (a wave of pulls ends within a second), and on a busy API server one
-// create takes 50–200 ms: one after another, the last slot of a wave waited for all.
-const parallelCreates = 16
-
-// createJobs creates the nodes' Jobs, several at a time. Every create is attempted; a
-// node whose create failed is started again on the retry. The error names the first
-// failure and how many failed (fifty copies of one "forbidden" help nobody).
-func (c *Controller) createJobs(ctx context.Context, cm *corev1.ConfigMap, rs *runState, nodes []string) error {
-	errs := make([]error, len(nodes))
-	workqueue.ParallelizeUntil(ctx, parallelCreates, len(nodes), func(i int) {
-		errs[i] = c.createJob(ctx, cm, rs, nodes[i])
-	})
-	var first error
-	failed := 0
-	for i, err := range errs {
-		if err != nil {
-			first = cmp.Or(first, err)
-			failed++
-			continue
-		}
-		rs.awaiting[nodes[i]] = time.Now()
+// createJobs hands the nodes' Jobs to the creator (creates.go). Each node counts as
+// running from now, and each takes the oldest freed slot's stamp for the refill
+// latency: claimed here, in order, before settleStamps drops what is left.
+func (c *Controller) createJobs(ctx context.Context, cm *corev1.ConfigMap, rs *runState, nodes []string) {
+	for _, node := range nodes {
+		job := jobs.BuildJob(c.jobParams(rs, node))
+		job.OwnerReferences = []metav1.OwnerReference{rs.owner}
+		rs.awaiting[node] = time.Now()
+		freed, _ := c.freedSlots.claim(rs.runID)
+		c.creates.send(ctx, pendingCreate{spec: cm.Name, runID: rs.runID, node: node, job: job, freed: freed})
 	}
-	if failed > 1 {
-		return fmt.Errorf("%d of %d Job creates failed, the first: %w", failed, len(nodes), first)
-	}
-	return first
-}
-
-func (c *Controller) createJob(ctx context.Context, cm *corev1.ConfigMap, rs *runState, node string) error {
-	job := jobs.BuildJob(c.jobParams(rs, node))
-	job.OwnerReferences = []metav1.OwnerReference{rs.owner}
-	c.observeRefill(cm.Name, rs)
-	_, err := c.client.BatchV1().Jobs(c.opts.Namespace).Create(ctx, job, metav1.CreateOptions{})
-	if apierrors.IsAlreadyExists(err) {
-		return nil // created before a restart; the informer will show it
-	}
-	if err != nil {
-		return wrapf(err, "create Job for node %s", node)
-	}
-	metrics.JobsCreated.WithLabelValues(cm.Name).Inc()
-	logging.FromContext(ctx).V(1).Info("job created", logging.KeyNode, node, logging.KeyJob, job.Name)
-	return nil
 }
 
 func (c *Controller) deleteJob(ctx context.Context, name string) error {
@@ -207,6 +171,7 @@ func (c *Controller) teardown(ctx context.Context, spec string) error {
 			return err
 		}
 	}
+	c.creates.settle(spec)
 	if err := c.cleanupSpecLabel(ctx, jobs.SpecLabelValue(spec), ""); err != nil {
 		return err
 	}

@@ -95,45 +95,111 @@ type outcome struct {
 // status holds, keeps failed ones within the spec's keepFailedJobs and the per-run
 // count, and asks for a reconcile when the next kept Job is due. It makes no API call.
 func (c *Controller) collectJobs(ctx context.Context, cm *corev1.ConfigMap, rs *runState) {
-	stored := c.statuses.landed(cm.Name)
-	objs, _ := c.jobInformer.GetIndexer().ByIndex(indexBySpec, jobs.SpecLabelValue(cm.Name))
-	failed := map[string][]failedJob{} // by run
-	requested := map[jobRef]time.Time{}
-	waiting := false
-	sw := newSweep(rs.runID)
-	for _, obj := range objs {
+	p := &rs.collect
+	if p.walk == nil {
+		stored := c.statuses.landed(cm.Name)
+		if !p.due(stored, rs.view.lastFull) {
+			// Nothing landed and no timer is due: no Job can have become collectable.
+			// The Jobs of results recorded since wait for the status to land.
+			if len(rs.unlanded) > 0 {
+				rs.awaitingStatus.Store(true)
+			}
+			return
+		}
+		objs, _ := c.jobInformer.GetIndexer().ByIndex(indexBySpec, jobs.SpecLabelValue(cm.Name))
+		p.walk = &collectWalk{stored: stored, began: time.Now(), objs: objs,
+			failed: map[string][]failedJob{}, requested: map[jobRef]time.Time{}, sweep: newSweep(rs.runID)}
+	}
+	w := p.walk
+	if !c.collectSome(ctx, rs, w) {
+		rs.awaitingStatus.Store(true)
+		c.queue.Add(cm.Name) // the rest in the next reconcile
+		return
+	}
+	next := c.finishCollect(ctx, cm, rs, w)
+	*p = collectPass{landed: w.stored, at: w.began, next: next}
+}
+
+// collectPass is when the spec's Jobs were last walked, and what makes the next walk
+// due. A Job becomes collectable only when a status write lands, when a kept failure
+// or a deletion request times out, or, for an earlier run's Job, when it finishes,
+// which the walk after each full observation (every fullObserveInterval) catches.
+// Walking on every reconcile cost more than all else a reconcile did at 5000 nodes:
+// the Jobs of a second's results wait for the status to land, thousands at a time.
+type collectPass struct {
+	landed uint64    // the stored status write the last walk judged by
+	at     time.Time // when it began
+	next   time.Duration
+	walk   *collectWalk // a walk under way
+}
+
+func (p collectPass) due(stored uint64, lastFull time.Time) bool {
+	return p.at.IsZero() || stored != p.landed || lastFull.After(p.at) ||
+		(p.next > 0 && time.Since(p.at) >= p.next) || time.Since(p.at) >= requeueDeletion
+}
+
+// collectWalk is a walk of the spec's Jobs, as listed when it began, taken a chunk
+// per reconcile: a walk of thousands of Jobs in one reconcile held up every refill
+// behind it (issue 14's refill tail). What it gathers is used once it has seen all.
+type collectWalk struct {
+	stored    uint64
+	began     time.Time
+	objs      []any
+	done      int
+	failed    map[string][]failedJob // by run
+	requested map[jobRef]time.Time
+	waiting   bool
+	sweep     *sweep
+}
+
+// collectChunk is how many Jobs a reconcile walks: a few hundred microseconds' work.
+const collectChunk = 256
+
+// collectSome walks the next chunk; true once the walk has seen every Job.
+func (c *Controller) collectSome(ctx context.Context, rs *runState, w *collectWalk) bool {
+	end := min(w.done+collectChunk, len(w.objs))
+	for _, obj := range w.objs[w.done:end] {
 		job := obj.(*batchv1.Job)
 		if job.DeletionTimestamp != nil {
 			continue
 		}
 		if at, ok := rs.deleting[refOf(job)]; ok && time.Since(at) < requeueDeletion {
-			requested[refOf(job)] = at // on its way out: it holds no place among the kept
-			sw.alsoLanded(job)
+			w.requested[refOf(job)] = at // on its way out: it holds no place among the kept
+			w.sweep.alsoLanded(job)
 			continue
 		}
-		switch o := rs.outcomeOf(job, stored); {
+		switch o := rs.outcomeOf(job, w.stored); {
 		case !o.done:
 		case !o.landed:
-			waiting = true
+			w.waiting = true
 		case o.failed:
 			run := job.Labels[jobs.LabelRun]
-			failed[run] = append(failed[run], failedJob{job: job, since: o.since, fresh: o.fresh})
-		case !sw.add(job):
-			c.queueDeletion(ctx, requested, job, "succeeded")
+			w.failed[run] = append(w.failed[run], failedJob{job: job, since: o.since, fresh: o.fresh})
+		case !w.sweep.add(job):
+			c.queueDeletion(ctx, w.requested, job, "succeeded")
 		}
 	}
-	c.queueSweep(ctx, requested, sw)
-	next := c.keepFailed(ctx, rs, failed, requested)
-	rs.deleting = requested
+	w.done = end
+	return end == len(w.objs)
+}
+
+// finishCollect queues the walk's sweep, applies the kept failures' limits and asks
+// for a reconcile when the next kept Job is due, which it returns.
+func (c *Controller) finishCollect(ctx context.Context, cm *corev1.ConfigMap, rs *runState, w *collectWalk) time.Duration {
+	c.queueSweep(ctx, w.requested, w.sweep)
+	next := c.keepFailed(ctx, rs, w.failed, w.requested)
+	rs.deleting = w.requested
 	for node, u := range rs.unlanded {
-		if u.seq != 0 && u.seq <= stored {
+		if u.seq != 0 && u.seq <= w.stored {
 			delete(rs.unlanded, node)
 		}
 	}
-	rs.awaitingStatus.Store(waiting)
+	// Results recorded after the walk began have Jobs it did not list: they wait too.
+	rs.awaitingStatus.Store(w.waiting || len(rs.unlanded) > 0)
 	if next > 0 {
 		c.queue.AddAfter(cm.Name, next)
 	}
+	return next
 }
 
 // outcomeOf tells what the run knows of the Job's node, stored being the sequence

@@ -74,6 +74,8 @@ type Controller struct {
 	gateQueue workqueue.TypedRateLimitingInterface[string]
 	// freedSlots stamps when window slots free, for the refill latency (refill.go).
 	freedSlots *freedSlots
+	// creates sends Job creates without the reconcile waiting (creates.go).
+	creates *jobCreator
 
 	// dirty holds, by spec, the nodes whose node, Job or pod changed since the spec's
 	// last reconcile (view.go).
@@ -121,6 +123,7 @@ func New(client kubernetes.Interface, opts Options) *Controller {
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "node-gate"}),
 	}
 	c.statuses.onLanded = c.statusLanded
+	c.creates = newJobCreator(client, opts.Namespace, func(spec string) { c.queue.Add(spec) })
 	var pulled informers.SharedInformerFactory
 	c.pulls, pulled = newPullRecords(client, opts.Namespace)
 	c.pulls.specOf, c.pulls.requeue = c.specOfPod, func(spec string) { c.queue.Add(spec) }
@@ -166,8 +169,8 @@ func (c *Controller) addHandlers() {
 	_, _ = c.nodeInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: func(obj any) { c.markNodeObject(obj); c.enqueueAllSpecs(); c.enqueueNode(obj) },
 		UpdateFunc: func(old, cur any) {
-			o, ok1 := old.(*corev1.Node)
-			n, ok2 := cur.(*corev1.Node)
+			o, ok1 := old.(*nodeRecord)
+			n, ok2 := cur.(*nodeRecord)
 			if !ok1 || !ok2 || nodeRelevantChange(o, n) {
 				c.markNodeObject(cur)
 				c.enqueueAllSpecs()
@@ -178,12 +181,6 @@ func (c *Controller) addHandlers() {
 		},
 		DeleteFunc: func(obj any) { c.markNodeObject(obj); c.enqueueAllSpecs() },
 	})
-}
-
-func (c *Controller) enqueueNode(obj any) {
-	if n, ok := obj.(*corev1.Node); ok {
-		c.gateQueue.Add(n.Name)
-	}
 }
 
 // enqueueObject queues a spec ConfigMap by name.
@@ -265,6 +262,7 @@ func (c *Controller) Run(ctx context.Context, workers int) error {
 	wg.Go(func() { serveQueue(ctx, c.deletions, deleteWorkers, c.deleteRecorded) })
 	wg.Go(func() { serveQueue(ctx, c.gateQueue, gateWorkers, c.syncNode) })
 	serveQueue(ctx, c.queue, workers, c.reconcile)
+	c.creates.settleAll()
 	wg.Wait()
 	logger.Info("controller stopped")
 	return nil

@@ -111,6 +111,23 @@ func (b *gateBook) remove(name string) {
 	delete(b.specs, name)
 }
 
+// idle: the gate has nothing to do with the node. No spec's run sets a taint or a
+// label, and the node carries none of the gate's labels (which it would remove), so its
+// plan is empty. Such a node is not queued: at 20 000 nodes and no gated spec, queueing
+// them all, and requeueing each every second until every spec had its first
+// reconcile, held about 10 MB of queue for nothing. A run that starts to gate queues
+// every node again (gateRun), after the book knows it, so no node is missed.
+func (b *gateBook) idle(n *nodeRecord) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, g := range b.specs {
+		if g.taint != "" || g.labelKey != "" {
+			return false
+		}
+	}
+	return !slices.ContainsFunc(n.NodeLabels, func(l label) bool { return gateLabel(l.Key) })
+}
+
 func (b *gateBook) knows(name string) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -129,13 +146,13 @@ type nodePlan struct {
 type removal struct{ why, reason, spec string }
 
 // plan decides a node against every spec.
-func (b *gateBook) plan(n *corev1.Node, now time.Time) nodePlan {
+func (b *gateBook) plan(n *nodeRecord, now time.Time) nodePlan {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	p := nodePlan{labels: map[string]bool{}, untaint: map[string]removal{}}
-	for key := range n.Labels {
-		if strings.HasPrefix(key, jobs.NodeLabelPrefix) {
-			p.labels[key] = false // unless a spec wants it below
+	for _, l := range n.NodeLabels {
+		if gateLabel(l.Key) {
+			p.labels[l.Key] = false // unless a spec wants it below
 		}
 	}
 	names := make([]string, 0, len(b.specs))
@@ -166,8 +183,8 @@ func (b *gateBook) plan(n *corev1.Node, now time.Time) nodePlan {
 	if created.IsZero() {
 		created = b.started
 	}
-	for i := range n.Spec.Taints {
-		key := n.Spec.Taints[i].Key
+	for i := range n.Taints {
+		key := n.Taints[i].Key
 		if v := taints[key]; v != nil {
 			v.decide(&p, key, created, now)
 		}
@@ -232,11 +249,10 @@ func (v *taintVote) decide(p *nodePlan, key string, created, now time.Time) {
 // bootstrap taints. A new node is often not Ready yet and carries the kubelet's, the
 // cloud provider's or Karpenter's transient taints; it is still selected, so its startup
 // taint waits for it (until the timeout) rather than going at once.
-func (s selection) selects(n *corev1.Node) bool {
+func (s selection) selects(n *nodeRecord) bool {
 	ready := *n // shallow: only the fields below differ
-	ready.Spec.Unschedulable = false
-	ready.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}
-	ready.Spec.Taints = slices.DeleteFunc(slices.Clone(n.Spec.Taints), func(t corev1.Taint) bool { return bootstrapTaint(t.Key) })
+	ready.Unschedulable, ready.Ready = false, true
+	ready.Taints = slices.DeleteFunc(slices.Clone(n.Taints), func(t corev1.Taint) bool { return bootstrapTaint(t.Key) })
 	return s.eligible(&ready)
 }
 
@@ -270,8 +286,15 @@ func (c *Controller) gateRun(name string, rs *runState) {
 }
 
 func (c *Controller) enqueueAllNodes() {
-	for _, key := range c.nodeInformer.GetStore().ListKeys() {
-		c.gateQueue.Add(key)
+	for _, obj := range c.nodeInformer.GetStore().List() {
+		c.enqueueNode(obj)
+	}
+}
+
+// enqueueNode queues a node (a record from the informer) unless the gate is idle on it.
+func (c *Controller) enqueueNode(obj any) {
+	if n, ok := obj.(*nodeRecord); ok && !c.gate.idle(n) {
+		c.gateQueue.Add(n.Name)
 	}
 }
 
@@ -281,11 +304,14 @@ func (c *Controller) syncNode(ctx context.Context, name string) error {
 	if err != nil || !exists {
 		return err
 	}
+	n := obj.(*nodeRecord)
+	if c.gate.idle(n) { // since it was queued: its plan is empty, and no retry is due
+		return nil
+	}
 	if !c.gateReady() {
 		c.gateQueue.AddAfter(name, time.Second)
 		return nil
 	}
-	n := obj.(*corev1.Node)
 	p := c.gate.plan(n, time.Now())
 	if p.recheck > 0 {
 		c.gateQueue.AddAfter(name, p.recheck)
@@ -327,11 +353,11 @@ type jsonPatchOp struct {
 }
 
 // nodePatch turns the plan into a JSON patch; false when the node already matches it.
-func nodePatch(n *corev1.Node, p nodePlan) ([]byte, bool) {
+func nodePatch(n *nodeRecord, p nodePlan) ([]byte, bool) {
 	var ops []jsonPatchOp
 	if len(p.untaint) > 0 {
-		kept := slices.DeleteFunc(slices.Clone(n.Spec.Taints), func(t corev1.Taint) bool { _, gone := p.untaint[t.Key]; return gone })
-		ops = append(ops, jsonPatchOp{Op: "test", Path: "/spec/taints", Value: n.Spec.Taints},
+		kept := slices.DeleteFunc(slices.Clone(n.Taints), func(t corev1.Taint) bool { _, gone := p.untaint[t.Key]; return gone })
+		ops = append(ops, jsonPatchOp{Op: "test", Path: "/spec/taints", Value: n.Taints},
 			jsonPatchOp{Op: "replace", Path: "/spec/taints", Value: nonNil(kept)})
 	}
 	keys := make([]string, 0, len(p.labels))
@@ -340,11 +366,11 @@ func nodePatch(n *corev1.Node, p nodePlan) ([]byte, bool) {
 	}
 	sort.Strings(keys)
 	for _, key := range keys {
-		_, has := n.Labels[key]
+		value, has := n.NodeLabels.Lookup(key)
 		switch want := p.labels[key]; {
-		case want && n.Labels[key] != jobs.NodeLabelReady && len(n.Labels) == 0:
+		case want && value != jobs.NodeLabelReady && len(n.NodeLabels) == 0:
 			ops = append(ops, jsonPatchOp{Op: "add", Path: "/metadata/labels", Value: map[string]string{key: jobs.NodeLabelReady}})
-		case want && n.Labels[key] != jobs.NodeLabelReady:
+		case want && value != jobs.NodeLabelReady:
 			ops = append(ops, jsonPatchOp{Op: "add", Path: "/metadata/labels/" + escapePointer(key), Value: jobs.NodeLabelReady})
 		case !want && has:
 			ops = append(ops, jsonPatchOp{Op: "remove", Path: "/metadata/labels/" + escapePointer(key)})

@@ -54,16 +54,16 @@ func gpuNode(opts ...nodeOpt) *corev1.Node {
 func TestGateWaitsForEverySpecThatNamesTheTaint(t *testing.T) {
 	specs := map[string]string{"a": gpuSpec, "b": gpuSpec2}
 	b := bookWith(t, specs, map[string]map[string]rollout.Phase{"a": {"n1": rollout.Succeeded}})
-	p := b.plan(gpuNode(), time.Now())
+	p := b.plan(newNodeRecord(gpuNode()), time.Now())
 	if len(p.untaint) != 0 || !p.labels[jobs.NodeLabelKey("a")] || p.recheck <= 0 {
 		t.Fatalf("one spec of two done: plan %+v, want the taint kept, a's label and a deadline", p)
 	}
 	b.record("b", "n1", rollout.Skipped)
-	p = b.plan(gpuNode(), time.Now())
+	p = b.plan(newNodeRecord(gpuNode()), time.Now())
 	if p.untaint[startupTaint].reason != "prewarmed" || len(p.untaint) != 1 {
 		t.Fatalf("both done: plan %+v, want the startup taint removed as prewarmed", p)
 	}
-	patch, _ := nodePatch(gpuNode(), p)
+	patch, _ := nodePatch(newNodeRecord(gpuNode()), p)
 	var ops []jsonPatchOp
 	if err := json.Unmarshal(patch, &ops); err != nil {
 		t.Fatal(err)
@@ -103,7 +103,7 @@ func TestGateNeverKeepsATaintForever(t *testing.T) {
 			if tc.phase != "" {
 				results["a"]["n1"] = tc.phase
 			}
-			p := bookWith(t, map[string]string{"a": spec}, results).plan(tc.node, time.Now())
+			p := bookWith(t, map[string]string{"a": spec}, results).plan(newNodeRecord(tc.node), time.Now())
 			if got := p.untaint[startupTaint].reason; got != tc.reason {
 				t.Fatalf("reason %q, want %q (plan %+v)", got, tc.reason, p)
 			}
@@ -116,17 +116,35 @@ func TestGateLabelsFollowTheSpecs(t *testing.T) {
 	n := gpuNode(func(n *corev1.Node) { n.Spec.Taints = nil })
 	n.Labels[jobs.NodeLabelKey("gone")] = "ready"
 	b := bookWith(t, map[string]string{"a": gpuSpec}, map[string]map[string]rollout.Phase{"a": {"n1": rollout.Succeeded}})
-	p := b.plan(n, time.Now())
+	p := b.plan(newNodeRecord(n), time.Now())
 	if p.labels[jobs.NodeLabelKey("gone")] || !p.labels[jobs.NodeLabelKey("a")] {
 		t.Fatalf("labels %v", p.labels)
 	}
 	n.Labels[jobs.NodeLabelKey("a")] = "ready"
 	delete(n.Labels, jobs.NodeLabelKey("gone"))
-	if patch, changed := nodePatch(n, b.plan(n, time.Now())); changed {
+	if patch, changed := nodePatch(newNodeRecord(n), b.plan(newNodeRecord(n), time.Now())); changed {
 		t.Fatalf("node already right, yet patch %s", patch)
 	}
 	b.record("a", "n1", rollout.Pending) // keep warm: it lost an image
-	if p := b.plan(n, time.Now()); p.labels[jobs.NodeLabelKey("a")] {
+	if p := b.plan(newNodeRecord(n), time.Now()); p.labels[jobs.NodeLabelKey("a")] {
 		t.Fatal("a node that lost the images keeps its label")
+	}
+}
+
+// The gate skips a node only while its plan must be empty: no spec gates, and the node
+// carries none of the gate's labels.
+func TestGateIdle(t *testing.T) {
+	plain := newNodeRecord(node("n1", ready))
+	stale := node("n2", ready)
+	stale.Labels[jobs.NodeLabelKey("gone")] = jobs.NodeLabelReady
+	ungated := bookWith(t, map[string]string{"a": "images: [nginx:1.27]\n"}, nil)
+	if !ungated.idle(plain) || ungated.idle(newNodeRecord(stale)) {
+		t.Fatal("no spec gates: a plain node is idle, one with a stale gate label is not")
+	}
+	if p := ungated.plan(plain, time.Now()); len(p.labels)+len(p.untaint) != 0 || p.recheck != 0 {
+		t.Fatalf("idle node, yet plan %+v", p)
+	}
+	if bookWith(t, map[string]string{"a": gpuSpec2}, nil).idle(plain) {
+		t.Fatal("a spec with a startup taint: no node is idle")
 	}
 }

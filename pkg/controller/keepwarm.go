@@ -43,7 +43,7 @@ type rewarm struct {
 
 // lostImages reports whether the node, recorded as holding the images, has lost one and
 // is due to be prewarmed again; it then drops the node's result.
-func (c *Controller) lostImages(ctx context.Context, cm *corev1.ConfigMap, rs *runState, sel selection, n *corev1.Node, job *batchv1.Job) bool {
+func (c *Controller) lostImages(ctx context.Context, cm *corev1.ConfigMap, rs *runState, sel selection, n *nodeRecord, job *batchv1.Job) bool {
 	r := rs.status.Results[n.Name]
 	if rs.spec.Once || !holdsImages(rollout.Phase(r.Phase)) || job != nil || settled(rs, n) {
 		return false
@@ -91,7 +91,7 @@ func (c *Controller) lostImages(ctx context.Context, cm *corev1.ConfigMap, rs *r
 
 // settled: keep warm found nothing to do for the node at its current resourceVersion.
 // A node without one (never from an API server) is always judged.
-func settled(rs *runState, n *corev1.Node) bool {
+func settled(rs *runState, n *nodeRecord) bool {
 	v, ok := rs.settled[n.Name]
 	return ok && v != "" && v == n.ResourceVersion
 }

@@ -10,10 +10,6 @@ import (
 	"github.com/image-prewarm/image-prewarm/pkg/jobs"
 )
 
-// imageVolumesAnnotation marks, in the node informer's memory only, a node whose
-// kubelet and runtime can mount image volumes (decided once per node update by trimNode).
-const imageVolumesAnnotation = "image-prewarm.io/image-volumes"
-
 // Oldest versions that mount image volumes: kubelet turns the feature on by default
 // from 1.35 (GA in 1.36); containerd 2.1 and CRI-O 1.31 implement it in the runtime.
 var (
@@ -23,7 +19,8 @@ var (
 
 // supportsImageVolumes reads the node's kubelet and runtime versions, as kubelet
 // reports them in status.nodeInfo (e.g. "v1.37.2", "containerd://2.4.2+unknown"). A
-// node that reports neither (kwok's, an unknown runtime) cannot.
+// node that reports neither (kwok's, an unknown runtime) cannot. The node's record
+// keeps the answer (nodeRecord.ImageVolumes), decided once per node update.
 func supportsImageVolumes(info corev1.NodeSystemInfo) bool {
 	kubelet, ok := parseVersion(strings.TrimPrefix(info.KubeletVersion, "v"))
 	if !ok || kubelet.less(minKubelet) {
@@ -35,11 +32,6 @@ func supportsImageVolumes(info corev1.NodeSystemInfo) bool {
 	return found && known && ok && !got.less(want)
 }
 
-func mountsImageVolumes(n *corev1.Node) bool {
-	_, ok := n.Annotations[imageVolumesAnnotation]
-	return ok
-}
-
 // pullMethod is the method of the node's Job: the spec's, or under auto image volumes
 // where the node mounts them and init containers elsewhere.
 func (c *Controller) pullMethod(spec *config.Spec, node string) jobs.Method {
@@ -49,7 +41,7 @@ func (c *Controller) pullMethod(spec *config.Spec, node string) jobs.Method {
 	case config.MethodInitContainers:
 		return jobs.MethodInitContainers
 	}
-	if obj, ok, _ := c.nodeInformer.GetStore().GetByKey(node); ok && mountsImageVolumes(obj.(*corev1.Node)) {
+	if obj, ok, _ := c.nodeInformer.GetStore().GetByKey(node); ok && obj.(*nodeRecord).ImageVolumes {
 		return jobs.MethodImageVolume
 	}
 	return jobs.MethodInitContainers

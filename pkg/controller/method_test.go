@@ -48,7 +48,7 @@ func TestArtifactsNeedImageVolumeNodesUnderAuto(t *testing.T) {
 	} {
 		sel := newSelection(&tc.spec)
 		sel.tolerations = []corev1.Toleration{{Operator: corev1.TolerationOpExists}}
-		if got := sel.eligible(tc.node.(*corev1.Node)); got != tc.eligible {
+		if got := sel.eligible(tc.node.(*nodeRecord)); got != tc.eligible {
 			t.Errorf("%s: eligible = %v, want %v", name, got, tc.eligible)
 		}
 	}

@@ -9,54 +9,11 @@ import (
 	"github.com/distribution/reference"
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/image-prewarm/image-prewarm/pkg/config"
 	"github.com/image-prewarm/image-prewarm/pkg/jobs"
 )
-
-// trimNode is the node informer's transform: it keeps only what eligibility and the
-// skip check read, so 5000 nodes with 50 images each stay small in memory. The image
-// names become one packed string of sorted 64-bit fingerprints of their normalized form
-// (docker.io/library/…): 8 bytes a name instead of about 90, computed once per update
-// rather than on every reconcile. The trimmed node lives only in this informer.
-//
-// client-go may hand an already trimmed node to the transform again (its docs ask for
-// idempotence), so a trimmed node is marked and passed through unchanged: trimming twice
-// would fingerprint the packed fingerprints and lose the node's images.
-func trimNode(obj any) (any, error) {
-	n, ok := obj.(*corev1.Node)
-	if !ok || isTrimmed(n) {
-		return obj, nil
-	}
-	out := &corev1.Node{
-		ObjectMeta: metav1.ObjectMeta{Name: n.Name, UID: n.UID, ResourceVersion: n.ResourceVersion, Labels: n.Labels, CreationTimestamp: n.CreationTimestamp},
-		Spec:       corev1.NodeSpec{Unschedulable: n.Spec.Unschedulable, Taints: n.Spec.Taints},
-	}
-	for _, c := range n.Status.Conditions {
-		if c.Type == corev1.NodeReady {
-			out.Status.Conditions = []corev1.NodeCondition{{Type: c.Type, Status: c.Status}}
-		}
-	}
-	if fp := fingerprints(n.Status.Images); fp != "" {
-		out.Status.Images = []corev1.ContainerImage{{Names: []string{fp}}}
-	}
-	out.Annotations = map[string]string{trimmedAnnotation: ""}
-	if supportsImageVolumes(n.Status.NodeInfo) {
-		out.Annotations[imageVolumesAnnotation] = ""
-	}
-	return out, nil
-}
-
-// trimmedAnnotation marks a node the transform has already trimmed. It exists only in
-// the controller's memory, never on the API server.
-const trimmedAnnotation = "image-prewarm.io/trimmed"
-
-func isTrimmed(n *corev1.Node) bool {
-	_, ok := n.Annotations[trimmedAnnotation]
-	return ok
-}
 
 // normalizeImage returns the fully qualified form of an image reference, so that
 // "nginx:1.27" in a spec matches "docker.io/library/nginx:1.27" in a node's status.
@@ -71,53 +28,26 @@ func normalizeImage(image string) string {
 // nodeRelevantChange reports whether an update can change a node's eligibility or
 // skip state; heartbeats that change nothing else are ignored, and so are the labels
 // the node gate sets (a label per spec on every node would wake every spec each time).
-func nodeRelevantChange(old, cur *corev1.Node) bool {
-	return isReady(old) != isReady(cur) ||
-		old.Spec.Unschedulable != cur.Spec.Unschedulable ||
-		!sameLabelsBesideGate(old.Labels, cur.Labels) ||
-		!slices.EqualFunc(old.Spec.Taints, cur.Spec.Taints, sameTaint) ||
-		packedFingerprints(old) != packedFingerprints(cur)
+func nodeRelevantChange(old, cur *nodeRecord) bool {
+	return old.Ready != cur.Ready ||
+		old.Unschedulable != cur.Unschedulable ||
+		!old.NodeLabels.sameBesideGate(cur.NodeLabels) ||
+		!slices.EqualFunc(old.Taints, cur.Taints, sameTaint) ||
+		old.Fingerprints != cur.Fingerprints
 }
 
 // gateRelevantChange reports whether an update can change what the node gate wants on
 // the node, or undo what it did.
-func gateRelevantChange(old, cur *corev1.Node) bool {
-	return nodeRelevantChange(old, cur) || !labels.Equals(old.Labels, cur.Labels)
+func gateRelevantChange(old, cur *nodeRecord) bool {
+	return nodeRelevantChange(old, cur) || !slices.Equal(old.NodeLabels, cur.NodeLabels)
 }
 
 func sameTaint(a, b corev1.Taint) bool {
 	return a.Key == b.Key && a.Value == b.Value && a.Effect == b.Effect
 }
 
-// sameLabelsBesideGate compares two label sets without the gate's own labels, and
-// without copying them: it runs on every node update.
-func sameLabelsBesideGate(a, b map[string]string) bool {
-	count := func(l map[string]string) int {
-		n := 0
-		for k := range l {
-			if !strings.HasPrefix(k, jobs.NodeLabelPrefix) {
-				n++
-			}
-		}
-		return n
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !strings.HasPrefix(k, jobs.NodeLabelPrefix) && (!ok || w != v) {
-			return false
-		}
-	}
-	return count(a) == count(b)
-}
-
-func imageCount(n *corev1.Node) int {
-	return len(packedFingerprints(n)) / 8
-}
-
-func packedFingerprints(n *corev1.Node) string {
-	if len(n.Status.Images) == 0 || len(n.Status.Images[0].Names) == 0 {
-		return ""
-	}
-	return n.Status.Images[0].Names[0]
+func imageCount(n *nodeRecord) int {
+	return len(n.Fingerprints) / 8
 }
 
 // fingerprint is FNV-1a 64 of the normalized reference. A false "already present"
@@ -128,23 +58,32 @@ func fingerprint(image string) uint64 {
 	return h.Sum64()
 }
 
-// fingerprints packs the sorted fingerprints of every name of every image.
+// fingerprints packs the sorted fingerprints of every name of every image. It is the
+// largest part of a node's record, so it is built in one allocation of its final size,
+// without a byte buffer to copy from.
 func fingerprints(images []corev1.ContainerImage) string {
-	var fps []uint64
+	count := 0
+	for _, img := range images {
+		count += len(img.Names)
+	}
+	if count == 0 {
+		return ""
+	}
+	fps := make([]uint64, 0, count)
 	for _, img := range images {
 		for _, name := range img.Names {
 			fps = append(fps, fingerprint(name))
 		}
 	}
-	if len(fps) == 0 {
-		return ""
-	}
 	slices.Sort(fps)
-	buf := make([]byte, 0, 8*len(fps))
+	var b strings.Builder
+	b.Grow(8 * len(fps))
+	var buf [8]byte
 	for _, fp := range fps {
-		buf = binary.BigEndian.AppendUint64(buf, fp)
+		binary.BigEndian.PutUint64(buf[:], fp)
+		b.Write(buf[:])
 	}
-	return string(buf)
+	return b.String()
 }
 
 // hasFingerprint binary-searches the packed, sorted fingerprints.
@@ -160,15 +99,6 @@ func hasFingerprint(packed string, fp uint64) bool {
 			lo = mid + 1
 		default:
 			hi = mid
-		}
-	}
-	return false
-}
-
-func isReady(n *corev1.Node) bool {
-	for _, c := range n.Status.Conditions {
-		if c.Type == corev1.NodeReady {
-			return c.Status == corev1.ConditionTrue
 		}
 	}
 	return false
@@ -196,14 +126,15 @@ func newSelection(spec *config.Spec) selection {
 
 // eligible: Ready, not cordoned, a platform the noop image serves, matching the
 // selector, and every NoSchedule/NoExecute taint tolerated (PreferNoSchedule never
-// blocks scheduling).
-func (s selection) eligible(n *corev1.Node) bool {
-	if !isReady(n) || n.Spec.Unschedulable || !noopServes(n) || !s.selector.Matches(labels.Set(n.Labels)) ||
-		s.needsVolumes && !mountsImageVolumes(n) {
+// blocks scheduling). The selector gets the labels by pointer: a slice would be copied
+// to the heap on each call to fit the interface.
+func (s selection) eligible(n *nodeRecord) bool {
+	if !n.Ready || n.Unschedulable || !noopServes(n) || !s.selector.Matches(&n.NodeLabels) ||
+		s.needsVolumes && !n.ImageVolumes {
 		return false
 	}
-	for i := range n.Spec.Taints {
-		taint := &n.Spec.Taints[i]
+	for i := range n.Taints {
+		taint := &n.Taints[i]
 		if taint.Effect == corev1.TaintEffectPreferNoSchedule {
 			continue
 		}
@@ -224,8 +155,8 @@ func (s selection) tolerates(taint *corev1.Taint) bool {
 }
 
 // hasAllImages reports whether the node's status already lists every image.
-func (s selection) hasAllImages(n *corev1.Node) bool {
-	packed := packedFingerprints(n)
+func (s selection) hasAllImages(n *nodeRecord) bool {
+	packed := n.Fingerprints
 	if packed == "" {
 		return false
 	}
@@ -241,10 +172,10 @@ func (s selection) hasAllImages(n *corev1.Node) bool {
 // prewarm-noop, which is built for linux on jobs.NoopArchitectures only. kubelet always
 // sets both labels; a node without one (hand-made, fake) is given the benefit of the
 // doubt, as the scheduler would.
-func noopServes(n *corev1.Node) bool {
-	if os, ok := n.Labels[corev1.LabelOSStable]; ok && os != "linux" {
+func noopServes(n *nodeRecord) bool {
+	if os, ok := n.NodeLabels.Lookup(corev1.LabelOSStable); ok && os != "linux" {
 		return false
 	}
-	arch, ok := n.Labels[corev1.LabelArchStable]
+	arch, ok := n.NodeLabels.Lookup(corev1.LabelArchStable)
 	return !ok || slices.Contains(jobs.NoopArchitectures, arch)
 }

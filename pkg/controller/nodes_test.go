@@ -1,15 +1,20 @@
 package controller
 
 import (
+	"slices"
 	"testing"
 	"time"
 	"unicode/utf8"
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/image-prewarm/image-prewarm/pkg/config"
+	"github.com/image-prewarm/image-prewarm/pkg/jobs"
 	"github.com/image-prewarm/image-prewarm/pkg/rollout"
 )
 
@@ -62,7 +67,7 @@ func TestEligible(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			sel := newSelection(&config.Spec{NodeSelector: tc.selector, Tolerations: tc.tolerations, Images: []string{"nginx:1.27"}})
-			if got := sel.eligible(tc.node); got != tc.want {
+			if got := sel.eligible(newNodeRecord(tc.node)); got != tc.want {
 				t.Fatalf("eligible = %v, want %v", got, tc.want)
 			}
 		})
@@ -84,32 +89,63 @@ func TestHasAllImagesThroughTransform(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			obj, _ := trimNode(node("a", ready, images(tc.have...)))
 			sel := newSelection(&config.Spec{Images: []string{"nginx:1.27", "harbor.x/ml/a:1"}})
-			if got := sel.hasAllImages(obj.(*corev1.Node)); got != tc.want {
+			if got := sel.hasAllImages(obj.(*nodeRecord)); got != tc.want {
 				t.Fatalf("hasAllImages = %v, want %v", got, tc.want)
 			}
 		})
 	}
 }
 
-// client-go may pass a node through the transform twice; its images must survive.
+// client-go may pass a node through the transform twice: the record comes back as it
+// was, its images intact.
 func TestTrimNodeTwiceKeepsImages(t *testing.T) {
 	once, _ := trimNode(node("a", ready, images("nginx:1.27", "harbor.x/ml/a:1", "other:1")))
 	twice, _ := trimNode(once)
+	rec := twice.(*nodeRecord)
 	sel := newSelection(&config.Spec{Images: []string{"nginx:1.27", "harbor.x/ml/a:1"}})
-	if !sel.hasAllImages(twice.(*corev1.Node)) || imageCount(twice.(*corev1.Node)) != 3 {
-		t.Fatalf("after two trims: %d images, hasAllImages %v", imageCount(twice.(*corev1.Node)), sel.hasAllImages(twice.(*corev1.Node)))
+	if rec != once.(*nodeRecord) || !sel.hasAllImages(rec) || imageCount(rec) != 3 {
+		t.Fatalf("after two trims: %d images, hasAllImages %v", imageCount(rec), sel.hasAllImages(rec))
 	}
 }
 
 func TestTrimNodeKeepsOnlyWhatIsRead(t *testing.T) {
-	n := node("a", ready, labeled("k", "v"), tainted(corev1.TaintEffectNoSchedule), images("nginx:1.27"))
+	n := node("a", ready, labeled("k", "v"), labeled("a", "b"), tainted(corev1.TaintEffectNoSchedule), images("nginx:1.27"))
+	n.UID, n.ResourceVersion = "uid-a", "7"
 	n.Annotations = map[string]string{"big": "x"}
 	n.Status.Conditions = append(n.Status.Conditions, corev1.NodeCondition{Type: corev1.NodeMemoryPressure})
 	n.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubelet"}}
 	obj, _ := trimNode(n)
-	got := obj.(*corev1.Node)
-	if len(got.Annotations) != 1 || got.ManagedFields != nil || len(got.Status.Conditions) != 1 || !isReady(got) || got.Labels["k"] != "v" || len(got.Spec.Taints) != 1 {
-		t.Fatalf("trimmed node: %+v", got)
+	got := obj.(*nodeRecord)
+	want := &nodeRecord{
+		ObjectMeta: metav1.ObjectMeta{Name: "a", UID: "uid-a", ResourceVersion: "7"},
+		NodeLabels: labelList{{"a", "b"}, {"k", "v"}}, Taints: n.Spec.Taints,
+		Fingerprints: fingerprints(n.Status.Images), Ready: true,
+	}
+	if !equality.Semantic.DeepEqual(got, want) {
+		t.Fatalf("record %+v, want %+v", got, want)
+	}
+	if cp := got.DeepCopyObject(); !equality.Semantic.DeepEqual(cp, got) {
+		t.Fatalf("deep copy %+v differs from %+v", cp, got)
+	}
+	if key, err := cache.MetaNamespaceKeyFunc(got); key != "a" || err != nil {
+		t.Fatalf("store key %q, %v", key, err)
+	}
+}
+
+// The record's labels answer a selector and tell the gate's labels apart.
+func TestLabelList(t *testing.T) {
+	l := newLabelList(map[string]string{"pool": "gpu", "zone": "a", jobs.NodeLabelKey("s"): "ready"})
+	sel, _ := labels.Parse("pool=gpu,zone in (a,b),!missing")
+	if !sel.Matches(l) || l.Has("missing") || l.Get("zone") != "a" {
+		t.Fatalf("labels %v: selector or lookups wrong", l)
+	}
+	same := newLabelList(map[string]string{"pool": "gpu", "zone": "a"})
+	if !l.sameBesideGate(same) || !same.sameBesideGate(l) || slices.Equal(l, same) {
+		t.Fatal("the gate's own label must count for the gate only")
+	}
+	other := newLabelList(map[string]string{"pool": "gpu", "zone": "b"})
+	if l.sameBesideGate(other) || same.sameBesideGate(newLabelList(map[string]string{"pool": "gpu"})) {
+		t.Fatal("a changed or missing label must count")
 	}
 }
 

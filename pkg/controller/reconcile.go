@@ -72,7 +72,8 @@ type runState struct {
 	secretsChecked time.Time
 	window         int // the window of the last decision
 	view           viewState
-	completed      bool // a completion Event was emitted for the current set of nodes
+	collect        collectPass // the last walk of the spec's Jobs (cleanup.go)
+	completed      bool        // a completion Event was emitted for the current set of nodes
 	invalid        string
 	failure        string
 }
@@ -150,8 +151,15 @@ func (c *Controller) rejectSpec(ctx context.Context, cm *corev1.ConfigMap, rs *r
 	return c.reconcileRun(ctx, cm, rs)
 }
 
-// reconcileRun observes the run's nodes, decides, applies and reports.
+// reconcileRun starts again the nodes whose Job create failed, then reconciles the
+// run; the failed creates' error is returned after the run's status is written.
 func (c *Controller) reconcileRun(ctx context.Context, cm *corev1.ConfigMap, rs *runState) error {
+	failedCreates := c.restartFailedCreates(cm.Name, rs)
+	return errors.Join(failedCreates, c.reconcileNodes(ctx, cm, rs))
+}
+
+// reconcileNodes observes the run's nodes, decides, applies and reports.
+func (c *Controller) reconcileNodes(ctx context.Context, cm *corev1.ConfigMap, rs *runState) error {
 	if err := c.resumeHolds(ctx, cm, rs); err != nil {
 		return err
 	}
@@ -247,7 +255,7 @@ func (c *Controller) observeOne(ctx context.Context, cm *corev1.ConfigMap, rs *r
 	if !exists {
 		return c.observeGone(ctx, cm, rs, name, job)
 	}
-	node := obj.(*corev1.Node)
+	node := obj.(*nodeRecord)
 	if r, ok := rs.status.Results[name]; ok && !c.lostImages(ctx, cm, rs, sel, node, job) {
 		return rollout.Node{Phase: rollout.Phase(r.Phase)}, true, false
 	}

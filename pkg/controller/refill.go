@@ -12,14 +12,15 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/image-prewarm/image-prewarm/pkg/jobs"
-	"github.com/image-prewarm/image-prewarm/pkg/metrics"
 	"github.com/image-prewarm/image-prewarm/pkg/rollout"
 )
 
 // The refill latency (metrics.RefillLatency) is the controller's own share of keeping
 // the window full: from the informer handler that sees a slot freed to the create of the
-// Job that takes it. A freed slot is stamped, per run, in a FIFO; each Job create pops
-// the oldest stamp. Creates without a stamp (the first fill, a new node) observe nothing.
+// Job that takes it. A freed slot is stamped, per run, in a FIFO; each Job handed to the
+// creator pops the oldest stamp, and the creator observes the latency as it sends the
+// create (creates.go). Creates without a stamp (the first fill, a new node) observe
+// nothing.
 //
 // A Job frees its slot once, at the first of:
 //   - its Complete or Failed condition turning true;
@@ -193,10 +194,3 @@ func (c *Controller) settleStamps(ctx context.Context, rs *runState, limit error
 
 // reconcileBegan keys the time a spec's reconcile began in its context.
 type reconcileBegan struct{}
-
-// observeRefill claims the run's oldest freed slot for a Job create about to be sent.
-func (c *Controller) observeRefill(spec string, rs *runState) {
-	if at, ok := c.freedSlots.claim(rs.runID); ok {
-		metrics.RefillLatency.WithLabelValues(spec).Observe(time.Since(at).Seconds())
-	}
-}

@@ -69,7 +69,9 @@ func (c *Controller) runFor(ctx context.Context, cm *corev1.ConfigMap, spec *con
 		}
 	}
 	// Cancel the previous run: its Jobs and its Secret. Old run IDs come from the Jobs
-	// that still exist, the run in memory and the one in the status ConfigMap.
+	// that still exist, the run in memory and the one in the status ConfigMap. Its
+	// creates in flight return first, so their Jobs are among those cancelled.
+	c.creates.settle(cm.Name)
 	if err := c.cleanupSpecLabel(ctx, jobs.SpecLabelValue(cm.Name), runID); err != nil {
 		return nil, err
 	}
@@ -124,12 +126,31 @@ func (c *Controller) runJobs(spec, runID string) map[string]*batchv1.Job {
 	specLabel := jobs.SpecLabelValue(spec)
 	out := make(map[string]*batchv1.Job, len(objs))
 	for _, obj := range objs {
-		job := obj.(*batchv1.Job)
-		if job.Labels[jobs.LabelSpec] == specLabel && job.DeletionTimestamp == nil {
+		if job := obj.(*batchv1.Job); isRunJob(job, specLabel) {
 			out[jobs.NodeOf(job)] = job
 		}
 	}
 	return out
+}
+
+// nodesJobs is runJobs for some nodes only: a Job's name follows from its run and node,
+// so each is one lookup rather than a walk of the run's Jobs, thousands of which wait
+// for the status to land at a time.
+func (c *Controller) nodesJobs(spec, runID string, nodes map[string]bool) map[string]*batchv1.Job {
+	specLabel := jobs.SpecLabelValue(spec)
+	out := make(map[string]*batchv1.Job, len(nodes))
+	for node := range nodes {
+		obj, ok, _ := c.jobInformer.GetStore().GetByKey(c.opts.Namespace + "/" + jobs.JobName(runID, node))
+		if job, isJob := obj.(*batchv1.Job); ok && isJob && isRunJob(job, specLabel) && jobs.NodeOf(job) == node {
+			out[node] = job
+		}
+	}
+	return out
+}
+
+// isRunJob: a Job of the spec, not marked for deletion.
+func isRunJob(job *batchv1.Job, specLabel string) bool {
+	return job.Labels[jobs.LabelSpec] == specLabel && job.DeletionTimestamp == nil
 }
 
 func (c *Controller) jobPods(job string) []*corev1.Pod {

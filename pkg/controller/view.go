@@ -52,7 +52,7 @@ func (c *Controller) markNodeObject(obj any) {
 	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		obj = tomb.Obj
 	}
-	n, ok := obj.(*corev1.Node)
+	n, ok := obj.(*nodeRecord)
 	if !ok {
 		return
 	}
@@ -92,14 +92,15 @@ func (c *Controller) takeDirty(spec string) map[string]bool {
 }
 
 // toObserve returns the nodes a reconcile observes, whether that is all of them, and
-// the run's Jobs by node. The marks are taken before the Jobs are read: a Job that
-// changes in between is marked again, never observed in a state older than its mark.
+// the run's Jobs of those nodes, by node. The marks are taken before the Jobs are
+// read: a Job that changes in between is marked again, never observed in a state
+// older than its mark.
 func (c *Controller) toObserve(cm *corev1.ConfigMap, rs *runState) (map[string]bool, bool, map[string]*batchv1.Job) {
 	v := &rs.view
 	marked := c.takeDirty(cm.Name)
-	jobsByNode := c.runJobs(cm.Name, rs.runID)
 	if v.index == nil || v.stale || v.specRV != cm.ResourceVersion || time.Since(v.lastFull) >= fullObserveInterval {
 		v.stale, v.specRV, v.lastFull = false, cm.ResourceVersion, time.Now()
+		jobsByNode := c.runJobs(cm.Name, rs.runID)
 		return c.everyNode(rs, jobsByNode), true, jobsByNode
 	}
 	if marked == nil {
@@ -112,7 +113,7 @@ func (c *Controller) toObserve(cm *corev1.ConfigMap, rs *runState) (map[string]b
 			delete(v.due, node)
 		}
 	}
-	return marked, false, jobsByNode
+	return marked, false, c.nodesJobs(cm.Name, rs.runID, marked)
 }
 
 // everyNode is every node the run may show: the cluster's, its Jobs' and its results'.
@@ -160,9 +161,15 @@ func (v *viewState) update(n rollout.Node, ok bool) (rebuild bool) {
 	return false
 }
 
-// reset empties the view before a full observation.
+// reset empties the view before a full observation. The index is cleared, not
+// replaced: a full observation comes every fullObserveInterval, and a new map would
+// grow again to every node through each of its sizes.
 func (v *viewState) reset() {
-	v.nodes, v.index = v.nodes[:0], map[string]int{}
+	v.nodes = v.nodes[:0]
+	if v.index == nil {
+		v.index = map[string]int{}
+	}
+	clear(v.index)
 }
 
 // sortView sorts the nodes by name and rebuilds the index.
