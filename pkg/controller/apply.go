@@ -245,10 +245,10 @@ func (c *Controller) loadStatus(ctx context.Context, spec string) (*storedStatus
 // writeStatus hands the run's status to the status writer when it changed, at most once
 // per StatusInterval; a change held back is handed over by a requeue when the interval
 // has passed. The ConfigMaps (pkg/status) are only built when one is due.
-func (c *Controller) writeStatus(ctx context.Context, spec string, rs *runState, nodes []rollout.Node) error {
-	c.fillStatus(rs, nodes)
+func (c *Controller) writeStatus(ctx context.Context, spec string, rs *runState) error {
+	c.fillStatus(rs)
 	rs.status.Sizes = c.pulls.sizesOf(spec)
-	c.exportMetrics(spec, rs, nodes)
+	c.exportMetrics(spec, rs)
 	if wait := c.opts.StatusInterval - time.Since(rs.lastWrite); wait > 0 {
 		c.queue.AddAfter(spec, wait) // one deferred reconcile writes what changed meanwhile
 		return nil

@@ -146,7 +146,7 @@ func (c *Controller) rejectSpec(ctx context.Context, cm *corev1.ConfigMap, rs *r
 	rs.invalid = err.Error()
 	if rs.spec == nil {
 		c.gateRun(cm.Name, rs)
-		return c.writeStatus(ctx, cm.Name, rs, nil)
+		return c.writeStatus(ctx, cm.Name, rs)
 	}
 	return c.reconcileRun(ctx, cm, rs)
 }
@@ -191,7 +191,7 @@ func (c *Controller) reconcileNodes(ctx context.Context, cm *corev1.ConfigMap, r
 	}
 	var capErr *rollout.RegistryCapError
 	rs.capBlocked = errors.As(decision.Limit, &capErr)
-	counts := rollout.Count(nodes)
+	counts := rs.view.counts()
 	if needsSecret(rs.spec) && (len(decision.Start) > 0 || counts[rollout.Running] > 0) {
 		err := c.ensureSecret(ctx, cm, rs)
 		if errors.Is(err, errWaitForSecret) {
@@ -199,7 +199,7 @@ func (c *Controller) reconcileNodes(ctx context.Context, cm *corev1.ConfigMap, r
 			return nil
 		}
 		if err != nil {
-			return errors.Join(err, c.writeStatus(ctx, cm.Name, rs, nodes))
+			return errors.Join(err, c.writeStatus(ctx, cm.Name, rs))
 		}
 	}
 	rs.failure = ""
@@ -208,8 +208,8 @@ func (c *Controller) reconcileNodes(ctx context.Context, cm *corev1.ConfigMap, r
 	}
 	c.collectJobs(ctx, cm, rs) // before the status is handed over: see awaitingStatus
 	rs.view.started(decision.Start)
-	c.recordActive(rs, nodes, regs)
-	counts = rollout.Count(nodes)
+	c.recordActive(rs, regs)
+	counts = rs.view.counts()
 	if counts.Done(len(nodes)) {
 		if err := c.reapSecret(ctx, cm, rs); err != nil {
 			return err
@@ -219,7 +219,7 @@ func (c *Controller) reconcileNodes(ctx context.Context, cm *corev1.ConfigMap, r
 		rs.completed = false
 	}
 	c.gateRun(cm.Name, rs)
-	return c.writeStatus(ctx, cm.Name, rs, nodes)
+	return c.writeStatus(ctx, cm.Name, rs)
 }
 
 // observe derives the nodes' phases in this run from nodes, Jobs and pods, recording

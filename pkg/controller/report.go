@@ -13,16 +13,16 @@ var allPhases = []rollout.Phase{rollout.Pending, rollout.Running, rollout.Succee
 var allRunPhases = []string{status.PhasePending, status.PhaseRunning, status.PhaseSucceeded, status.PhaseCompletedFailed, status.PhaseFailed, status.PhaseInvalid, status.PhaseCancelled, status.PhasePaused}
 
 // fillStatus derives the status fields from the nodes' phases.
-func (c *Controller) fillStatus(rs *runState, nodes []rollout.Node) {
+func (c *Controller) fillStatus(rs *runState) {
 	s := rs.status
-	counts := rollout.Count(nodes)
+	counts := rs.view.counts()
 	s.Counts = make(map[string]int, len(allPhases))
 	for _, p := range allPhases {
 		s.Counts[string(p)] = counts[p]
 	}
-	s.Total = len(nodes)
+	s.Total = rs.view.total()
 	s.RunID = rs.runID
-	done := counts.Done(len(nodes))
+	done := counts.Done(s.Total)
 	switch {
 	case rs.failure != "":
 		s.Phase, s.Message = status.PhaseFailed, rs.failure
@@ -56,7 +56,7 @@ func (c *Controller) fillStatus(rs *runState, nodes []rollout.Node) {
 	}
 }
 
-func (c *Controller) exportMetrics(spec string, rs *runState, nodes []rollout.Node) {
+func (c *Controller) exportMetrics(spec string, rs *runState) {
 	metrics.SecretsActive.WithLabelValues().Set(float64(c.activeSecrets()))
 	s := rs.status
 	for _, p := range allPhases {
@@ -70,8 +70,8 @@ func (c *Controller) exportMetrics(spec string, rs *runState, nodes []rollout.No
 		metrics.RunPhase.WithLabelValues(spec, p).Set(v)
 	}
 	ratio := 1.0
-	if len(nodes) > 0 {
-		ratio = float64(rollout.Count(nodes).Reported()) / float64(len(nodes))
+	if s.Total > 0 {
+		ratio = float64(rs.view.counts().Reported()) / float64(s.Total)
 	}
 	metrics.Progress.WithLabelValues(spec).Set(ratio)
 	end := time.Now()

@@ -227,8 +227,8 @@ func (c *Controller) inUseElsewhere(spec string) map[string]int {
 
 // recordActive remembers this run's running Jobs per registry; when a slot frees up,
 // specs held back by a registry cap are re-examined.
-func (c *Controller) recordActive(rs *runState, nodes []rollout.Node, regs []string) {
-	running := rollout.Count(nodes)[rollout.Running]
+func (c *Controller) recordActive(rs *runState, regs []string) {
+	running := rs.view.tally[rollout.Running]
 	c.mu.Lock()
 	before := 0
 	for _, reg := range regs {

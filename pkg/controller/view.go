@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"maps"
 	"sort"
 	"time"
 
@@ -30,6 +31,24 @@ type viewState struct {
 	specRV   string               // the spec ConfigMap's resourceVersion at the last full observation
 	due      map[string]time.Time // nodes to observe again at a time
 	stale    bool                 // observe every node next time
+	// tally counts nodes by phase, kept with every change: counting the view afresh,
+	// several times a reconcile, was the controller's largest cost at 20 000 nodes.
+	tally rollout.Counts
+}
+
+// counts is the view's nodes by phase (a copy).
+func (v *viewState) counts() rollout.Counts { return maps.Clone(v.tally) }
+
+// total is how many nodes the run shows.
+func (v *viewState) total() int { return len(v.index) }
+
+func (v *viewState) count(p rollout.Phase, delta int) {
+	if v.tally == nil {
+		v.tally = rollout.Counts{}
+	}
+	if v.tally[p] += delta; v.tally[p] == 0 {
+		delete(v.tally, p) // as rollout.Count: a phase no node is in has no entry
+	}
 }
 
 // markNode marks a node for the given specs' next reconcile.
@@ -147,14 +166,18 @@ func (v *viewState) update(n rollout.Node, ok bool) (rebuild bool) {
 	i, present := v.index[n.Name]
 	switch {
 	case ok && present:
+		v.count(v.nodes[i].Phase, -1)
+		v.count(n.Phase, 1)
 		v.nodes[i] = n
 		return false
 	case ok:
 		v.index[n.Name] = -1
 		v.nodes = append(v.nodes, n)
+		v.count(n.Phase, 1)
 		return true
 	case present:
 		delete(v.index, n.Name)
+		v.count(v.nodes[i].Phase, -1)
 		v.nodes[i].Name = "" // dropped by the rebuild
 		return true
 	}
@@ -170,6 +193,7 @@ func (v *viewState) reset() {
 		v.index = map[string]int{}
 	}
 	clear(v.index)
+	clear(v.tally)
 }
 
 // sortView sorts the nodes by name and rebuilds the index.
@@ -191,6 +215,8 @@ func (v *viewState) sortView() {
 func (v *viewState) started(names []string) {
 	for _, name := range names {
 		if i, ok := v.index[name]; ok {
+			v.count(v.nodes[i].Phase, -1)
+			v.count(rollout.Running, 1)
 			v.nodes[i].Phase, v.nodes[i].JobActive = rollout.Running, true
 		}
 	}
