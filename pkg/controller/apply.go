@@ -41,7 +41,7 @@ func (c *Controller) createJobs(ctx context.Context, cm *corev1.ConfigMap, rs *r
 	for _, node := range nodes {
 		job := jobs.BuildJob(c.jobParams(rs, node))
 		job.OwnerReferences = []metav1.OwnerReference{rs.owner}
-		rs.awaiting[node] = time.Now()
+		rs.awaiting[node] = awaitedJob{since: time.Now(), held: job.Annotations[jobs.AnnotationHeld] != ""}
 		freed, _ := c.freedSlots.claim(rs.runID)
 		c.creates.send(ctx, pendingCreate{spec: cm.Name, runID: rs.runID, node: node, job: job, freed: freed})
 	}

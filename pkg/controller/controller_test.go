@@ -264,7 +264,7 @@ func TestCreatedJobHoldsItsSlotUntilSeen(t *testing.T) {
 		}
 	}
 	rs := &runState{runID: "r1", spec: spec, status: &status.Status{Results: map[string]status.Result{}},
-		awaiting: map[string]time.Time{"n1": time.Now(), "n2": time.Now().Add(-2 * awaitTimeout)}}
+		awaiting: map[string]awaitedJob{"n1": {since: time.Now()}, "n2": {since: time.Now().Add(-2 * awaitTimeout)}}}
 	cm := specConfigMap("ml", "")
 	nodes, _ := c.observe(t.Context(), cm, rs, newSelection(&config.Spec{Images: spec.Images}))
 	want := []rollout.Node{{Name: "n1", Phase: rollout.Running, JobActive: true}, {Name: "n2", Phase: rollout.Pending}}

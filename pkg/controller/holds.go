@@ -361,6 +361,12 @@ func (c *Controller) fullJobsUnderWay(rs *runState) bool {
 			return true
 		}
 	}
+	// A create still on its way (creates.go) is a Job under way too.
+	for node, a := range rs.awaiting {
+		if _, recorded := rs.status.Results[node]; !recorded && !a.held && !rs.waiting[node] {
+			return true
+		}
+	}
 	return false
 }
 

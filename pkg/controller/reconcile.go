@@ -47,9 +47,10 @@ type runState struct {
 	// the Jobs whose deletion is queued, and when. Both outlive a run (see cleanup.go).
 	keptSince map[jobRef]time.Time
 	deleting  map[jobRef]time.Time
-	// awaiting holds nodes whose Job this controller created and the Job informer has not
-	// shown yet; they count as running, so a refill in between cannot overfill the window.
-	awaiting map[string]time.Time
+	// awaiting holds nodes whose Job this controller created (or handed to the creator)
+	// and the Job informer has not shown yet; they count as running, so a refill in
+	// between cannot overfill the window.
+	awaiting map[string]awaitedJob
 	// pullErrors holds each running node's latest transient pull error: when the Job's
 	// deadline fails it, the pod that showed the error may already be gone.
 	pullErrors map[string]string
@@ -82,9 +83,16 @@ type runState struct {
 // holding its slot after this long, and the node is started again.
 const awaitTimeout = 30 * time.Second
 
+// awaitedJob is a Job created and not shown yet: since when, and whether it leaves
+// out held images (a hold counts the others as Jobs that may yet prove it wrong).
+type awaitedJob struct {
+	since time.Time
+	held  bool
+}
+
 func (rs *runState) awaitingJob(node string) bool {
 	created, ok := rs.awaiting[node]
-	if ok && time.Since(created) > awaitTimeout {
+	if ok && time.Since(created.since) > awaitTimeout {
 		delete(rs.awaiting, node)
 		return false
 	}
@@ -265,7 +273,7 @@ func (c *Controller) observeOne(ctx context.Context, cm *corev1.ConfigMap, rs *r
 	}
 	switch {
 	case rs.awaitingJob(name):
-		rs.observeAgainAt(name, rs.awaiting[name].Add(awaitTimeout))
+		rs.observeAgainAt(name, rs.awaiting[name].since.Add(awaitTimeout))
 		return rollout.Node{Phase: rollout.Running, JobActive: true}, true, false
 	case !sel.eligible(node):
 		return rollout.Node{}, false, false

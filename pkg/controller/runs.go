@@ -52,7 +52,7 @@ func (c *Controller) runFor(ctx context.Context, cm *corev1.ConfigMap, spec *con
 	fresh := &runState{
 		runID: runID, spec: spec, owner: ownerOf(cm),
 		status:       &status.Status{Spec: cm.Name, RunID: runID, Results: map[string]status.Result{}, Started: time.Now()},
-		finishedJobs: map[types.UID]bool{}, active: map[string]int{}, awaiting: map[string]time.Time{},
+		finishedJobs: map[types.UID]bool{}, active: map[string]int{}, awaiting: map[string]awaitedJob{},
 		pullErrors: map[string]string{}, unlanded: map[string]unlanded{},
 		listed: map[string]bool{}, lacking: map[string]bool{}, rewarms: map[string]rewarm{}, settled: map[string]string{},
 	}

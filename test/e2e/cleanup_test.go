@@ -19,6 +19,7 @@ import (
 	"github.com/image-prewarm/image-prewarm/pkg/config"
 	"github.com/image-prewarm/image-prewarm/pkg/jobs"
 	"github.com/image-prewarm/image-prewarm/pkg/status"
+	"github.com/image-prewarm/image-prewarm/test/prewarmtest"
 )
 
 // keepFailed is the test's rollout.keepFailedJobs: long enough to see the failed Jobs
@@ -144,10 +145,18 @@ type statusResults struct {
 
 func (e *env) watchStatusResults(spec string) *statusResults {
 	e.t.Helper()
-	w, err := kube.Client.CoreV1().ConfigMaps(e.ns).Watch(context.Background(), metav1.ListOptions{FieldSelector: "metadata.name=" + status.Name(spec)})
+	api := kube.Client.CoreV1().ConfigMaps(e.ns)
+	w, err := prewarmtest.ResumingWatch(context.Background(), func(ctx context.Context, o metav1.ListOptions) (string, error) {
+		l, err := api.List(ctx, o)
+		if err != nil {
+			return "", err
+		}
+		return l.ResourceVersion, nil
+	}, api.Watch, metav1.ListOptions{FieldSelector: "metadata.name=" + status.Name(spec)})
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	e.t.Cleanup(w.Stop)
 	r := &statusResults{first: map[string]time.Time{}}
 	go func() {
 		for ev := range w.ResultChan() {
@@ -169,7 +178,6 @@ func (e *env) watchStatusResults(spec string) *statusResults {
 			r.mu.Unlock()
 		}
 	}()
-	e.t.Cleanup(w.Stop)
 	return r
 }
 
@@ -262,10 +270,7 @@ type jobDeletions struct {
 
 func (e *env) watchJobDeletions() *jobDeletions {
 	e.t.Helper()
-	w, err := kube.Client.BatchV1().Jobs(e.ns).Watch(context.Background(), metav1.ListOptions{})
-	if err != nil {
-		e.t.Fatal(err)
-	}
+	w := e.watchNamespaceJobs()
 	d := &jobDeletions{deleted: map[string]time.Time{}}
 	go func() {
 		for ev := range w.ResultChan() {
@@ -276,7 +281,6 @@ func (e *env) watchJobDeletions() *jobDeletions {
 			}
 		}
 	}()
-	e.t.Cleanup(w.Stop)
 	return d
 }
 

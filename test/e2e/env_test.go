@@ -221,12 +221,21 @@ type jobWatch struct {
 	stop      func()
 }
 
-func (e *env) watchJobs() *jobWatch {
+// watchNamespaceJobs is a resuming watch of the test namespace's Jobs
+// (prewarmtest.ResumingWatch says why).
+func (e *env) watchNamespaceJobs() watch.Interface {
 	e.t.Helper()
-	w, err := kube.Client.BatchV1().Jobs(e.ns).Watch(context.Background(), metav1.ListOptions{})
+	w, err := prewarmtest.WatchJobs(context.Background(), kube.Client, e.ns)
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	e.t.Cleanup(w.Stop)
+	return w
+}
+
+func (e *env) watchJobs() *jobWatch {
+	e.t.Helper()
+	w := e.watchNamespaceJobs()
 	jw := &jobWatch{active: map[string]bool{}, created: map[string]int{}, uids: map[string]bool{},
 		last: map[types.UID]*batchv1.Job{}, firstSeen: make(chan struct{}), stop: w.Stop}
 	go func() {
@@ -236,7 +245,6 @@ func (e *env) watchJobs() *jobWatch {
 			}
 		}
 	}()
-	e.t.Cleanup(w.Stop)
 	return jw
 }
 

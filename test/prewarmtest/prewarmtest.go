@@ -20,7 +20,10 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	watchtools "k8s.io/client-go/tools/watch"
 
 	"github.com/image-prewarm/image-prewarm/pkg/config"
 	"github.com/image-prewarm/image-prewarm/pkg/jobs"
@@ -115,9 +118,38 @@ type JobRecord struct {
 	last map[types.UID]batchv1.Job
 }
 
+// ResumingWatch watches from the resourceVersion a list gives now, and resumes where it
+// left off whenever the API server ends the watch, until ctx ends. The API server ends
+// a watch whose reader falls behind a burst of events (a window of Job creates sent at
+// once does it), and a plain watch then ends silently: a test counting from it would
+// miss the rest.
+func ResumingWatch(ctx context.Context, list func(context.Context, metav1.ListOptions) (string, error), watchFn cache.WatchFuncWithContext, opts metav1.ListOptions) (watch.Interface, error) {
+	rv, err := list(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	lw := &cache.ListWatch{WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+		o.LabelSelector, o.FieldSelector = opts.LabelSelector, opts.FieldSelector
+		return watchFn(ctx, o)
+	}}
+	return watchtools.NewRetryWatcherWithContext(ctx, rv, lw)
+}
+
+// WatchJobs is a resuming watch of the namespace's Jobs.
+func WatchJobs(ctx context.Context, client kubernetes.Interface, ns string) (watch.Interface, error) {
+	api := client.BatchV1().Jobs(ns)
+	return ResumingWatch(ctx, func(ctx context.Context, o metav1.ListOptions) (string, error) {
+		l, err := api.List(ctx, o)
+		if err != nil {
+			return "", err
+		}
+		return l.ResourceVersion, nil
+	}, api.Watch, metav1.ListOptions{})
+}
+
 // RecordJobs watches the namespace's Jobs until ctx ends.
 func RecordJobs(ctx context.Context, client kubernetes.Interface, ns string) (*JobRecord, error) {
-	w, err := client.BatchV1().Jobs(ns).Watch(ctx, metav1.ListOptions{})
+	w, err := WatchJobs(ctx, client, ns)
 	if err != nil {
 		return nil, err
 	}
