@@ -302,7 +302,7 @@ func (c *Controller) resumeHolds(ctx context.Context, cm *corev1.ConfigMap, rs *
 		switch {
 		case cm.Annotations[config.AnnotationResume] != h.token && h.active:
 			why = "asked by annotation " + config.AnnotationResume
-		case checkSecrets && h.active && h.Kind == status.HoldCredentials && !sameVersions(h.secrets, c.secretVersions(ctx, rs, h)):
+		case checkSecrets && h.active && h.Kind == status.HoldCredentials && !maps.Equal(h.secrets, c.secretVersions(ctx, rs, h)):
 			why, rebuild = "credentials Secret changed", true
 		}
 		if why == "" {
@@ -449,16 +449,4 @@ func (c *Controller) exportHolds(spec string, rs *runState) {
 	for kind, n := range byKind {
 		metrics.PullsHeld.WithLabelValues(spec, kind).Set(float64(n))
 	}
-}
-
-func sameVersions(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }

@@ -64,6 +64,15 @@ func readyNodes(n int) []any {
 	return objs
 }
 
+// heldAndOtherSpec pulls heldImage, from a registry with credentials, and an image of
+// another registry, four nodes at a time.
+func heldAndOtherSpec(name string) *corev1.ConfigMap {
+	return specConfigMap(name, fmt.Sprintf(`registries: [{server: harbor.example.com, credentialsSecret: robot}]
+images: [%s, nginx:1.27]
+rollout: {maxConcurrentNodes: 4}
+`, heldImage))
+}
+
 func readStatus(t *testing.T, client *fake.Clientset, spec string) *status.Status {
 	t.Helper()
 	st, _, err := status.Read(t.Context(), client, ns, spec)
@@ -78,10 +87,7 @@ func readStatus(t *testing.T, client *fake.Clientset, spec string) *status.Statu
 // with one Event and the gauge, and a person's resume lets every node finish.
 func TestRejectedCredentialsHoldTheRegistryOthersContinue(t *testing.T) {
 	objs := readyNodes(12)
-	spec := specConfigMap("held", fmt.Sprintf(`registries: [{server: harbor.example.com, credentialsSecret: robot}]
-images: [%s, nginx:1.27]
-rollout: {maxConcurrentNodes: 4}
-`, heldImage))
+	spec := heldAndOtherSpec("held")
 	client := startFake(t, append(objs, basicAuth("robot"), spec)...)
 	attempted := 0
 	eventually(t, "every node waits with nginx pulled", func() bool {
@@ -122,10 +128,7 @@ rollout: {maxConcurrentNodes: 4}
 // nodes' own: no hold lasts, the failures stay ordinary, and no node gets a second Job.
 func TestRejectionsOnSomeNodesOnlyAreOrdinaryFailures(t *testing.T) {
 	objs := readyNodes(12)
-	spec := specConfigMap("mixed", fmt.Sprintf(`registries: [{server: harbor.example.com, credentialsSecret: robot}]
-images: [%s, nginx:1.27]
-rollout: {maxConcurrentNodes: 4}
-`, heldImage))
+	spec := heldAndOtherSpec("mixed")
 	client := startFake(t, append(objs, basicAuth("robot"), spec)...)
 	bad := map[string]bool{"n00": true, "n01": true, "n02": true}
 	eventually(t, "the run completes with the three failures", func() bool {

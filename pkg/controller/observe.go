@@ -25,11 +25,11 @@ var pullErrorReasons = map[string]bool{
 	"ErrImagePull": true, "ImagePullBackOff": true, "InvalidImageName": true, "ErrImageNeverPull": true,
 }
 
-// permanentPullMarkers are substrings of kubelet messages for errors that retrying
-// cannot fix: wrong credentials (with the status codes metrics.ReasonClass finds),
-// missing image. Others (timeouts, 5xx) are left to
-// kubelet's own back-off until the Job's deadline.
-var permanentPullMarkers = []string{"unauthorized", "forbidden", "denied", "not found", "manifest unknown", "invalid reference", "neverpull", "invalidimagename"}
+// Errors that retrying cannot fix: wrong credentials and missing images, as
+// metrics.ReasonClass tells them, and the kubelet messages below for references it
+// cannot pull at all. Others (timeouts, 5xx) are left to kubelet's own back-off until
+// the Job's deadline.
+var permanentPullMarkers = []string{"invalid reference", "neverpull", "invalidimagename"}
 
 // observation is what the cluster says about one node's Job.
 type observation struct {
@@ -70,7 +70,8 @@ func permanentPullError(pod *corev1.Pod) (string, bool) {
 			continue
 		}
 		text := strings.ToLower(w.Reason + " " + w.Message)
-		if metrics.ReasonClass(text, "") == metrics.ReasonUnauthorized || slices.ContainsFunc(permanentPullMarkers, func(m string) bool { return strings.Contains(text, m) }) {
+		class := metrics.ReasonClass(text, "")
+		if class == metrics.ReasonUnauthorized || class == metrics.ReasonNotFound || slices.ContainsFunc(permanentPullMarkers, func(m string) bool { return strings.Contains(text, m) }) {
 			return truncate(w.Reason+": "+w.Message, maxReasonLen), true
 		}
 	}

@@ -123,7 +123,7 @@ func fakePC(pc uintptr) bool {
 
 // harness are the benchmark's functions that build the fake's objects, stand in for
 // the Job controller, watch the status and measure: none is the controller.
-var harness = []string{"scaleNode", "newScaleEnv", "storeSlimJobs", "filterWatches", "simulateJobs", "completeJob", "waitSucceeded", "sampleHeap"}
+var harness = []string{"scaleNode", "newScaleEnv", "storeSlimJobs", "honourJobSweeps", "filterWatches", "simulateJobs", "completeJob", "waitSucceeded", "sampleHeap"}
 
 // fakeFrame: the fake clientset (its tracker, reactors and typed fake clients) or the
 // harness.

@@ -146,13 +146,8 @@ type statusResults struct {
 func (e *env) watchStatusResults(spec string) *statusResults {
 	e.t.Helper()
 	api := kube.Client.CoreV1().ConfigMaps(e.ns)
-	w, err := prewarmtest.ResumingWatch(context.Background(), func(ctx context.Context, o metav1.ListOptions) (string, error) {
-		l, err := api.List(ctx, o)
-		if err != nil {
-			return "", err
-		}
-		return l.ResourceVersion, nil
-	}, api.Watch, metav1.ListOptions{FieldSelector: "metadata.name=" + status.Name(spec)})
+	w, err := prewarmtest.ResumingWatch(context.Background(), prewarmtest.ListVersion(api.List), api.Watch,
+		metav1.ListOptions{FieldSelector: "metadata.name=" + status.Name(spec)})
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -135,16 +135,22 @@ func ResumingWatch(ctx context.Context, list func(context.Context, metav1.ListOp
 	return watchtools.NewRetryWatcherWithContext(ctx, rv, lw)
 }
 
-// WatchJobs is a resuming watch of the namespace's Jobs.
-func WatchJobs(ctx context.Context, client kubernetes.Interface, ns string) (watch.Interface, error) {
-	api := client.BatchV1().Jobs(ns)
-	return ResumingWatch(ctx, func(ctx context.Context, o metav1.ListOptions) (string, error) {
-		l, err := api.List(ctx, o)
+// ListVersion turns a typed List into what ResumingWatch starts from: the list's
+// resourceVersion.
+func ListVersion[L interface{ GetResourceVersion() string }](list func(context.Context, metav1.ListOptions) (L, error)) func(context.Context, metav1.ListOptions) (string, error) {
+	return func(ctx context.Context, o metav1.ListOptions) (string, error) {
+		l, err := list(ctx, o)
 		if err != nil {
 			return "", err
 		}
-		return l.ResourceVersion, nil
-	}, api.Watch, metav1.ListOptions{})
+		return l.GetResourceVersion(), nil
+	}
+}
+
+// WatchJobs is a resuming watch of the namespace's Jobs.
+func WatchJobs(ctx context.Context, client kubernetes.Interface, ns string) (watch.Interface, error) {
+	api := client.BatchV1().Jobs(ns)
+	return ResumingWatch(ctx, ListVersion(api.List), api.Watch, metav1.ListOptions{})
 }
 
 // RecordJobs watches the namespace's Jobs until ctx ends.
